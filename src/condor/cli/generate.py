@@ -1,0 +1,69 @@
+"""``condor generate``: batch inference with cache and resume, the engine's own command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from condor.cli.options import (
+    ApiKeyEnvOpt,
+    BackendOpt,
+    BaseUrlOpt,
+    ConcurrencyOpt,
+    ConfigOpt,
+    MaxTokensOpt,
+    ModelOpt,
+    QuietOpt,
+    TemperatureOpt,
+    backend_overrides,
+    resolve_config,
+)
+
+
+def generate(
+    prompts: Annotated[Path, typer.Argument(help="JSONL file: one {'id', 'prompt'} or {'id', 'messages'} per line.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Run directory; results go to OUT/output.jsonl.")],
+    config: ConfigOpt = None,
+    backend: BackendOpt = None,
+    base_url: BaseUrlOpt = None,
+    model: ModelOpt = None,
+    api_key_env: ApiKeyEnvOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    temperature: TemperatureOpt = None,
+    cache: Annotated[Path | None, typer.Option("--cache", help="Request cache file (default: OUT/cache.sqlite).")] = None,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Send again the items that failed last time.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run every prompt through the model, resumably, and write OUT/output.jsonl in input order."""
+    cfg = resolve_config(
+        config,
+        {**backend_overrides(backend, base_url, model, api_key_env, concurrency, max_tokens, temperature), "cache": cache and str(cache)},
+    )
+    from condor.cli.runtime import describe_usage, open_backend, run_job
+    from condor.run.batch import generate_batch
+    from condor.run.progress import ProgressBoard
+
+    cache_path = Path(cfg.cache) if cfg.cache else output / "cache.sqlite"
+
+    async def job():
+        llm = await open_backend(cfg.llm, cache_path)
+        try:
+            with ProgressBoard(quiet=quiet) as board:
+                return await generate_batch(prompts, output, llm, board=board, retry_failed=retry_failed)
+        finally:
+            await llm.aclose()
+
+    result = run_job(job)
+    summary = f"{result.outputs} outputs ({result.errors} with errors) -> {result.output_path}"
+    if result.outcome.inputs:
+        summary += f"; {describe_usage(result.outcome.as_dict())}"
+    typer.echo(summary)
+    if result.errors:
+        typer.echo("items with errors keep their reason in the 'error' field; --retry-failed sends them again", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("generate")(generate)

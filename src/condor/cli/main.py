@@ -1,0 +1,62 @@
+"""Entry point of the ``condor`` command: composes the command groups.
+
+Each group lives in its own module and is registered here; command modules import their heavy
+dependencies inside the command functions so that ``condor --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from condor import __version__
+
+app = typer.Typer(
+    name="condor",
+    help="Turn any chat LLM into a factory of SFT and preference data (World Knowledge Tree, Condor Void, Condor Refine).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"condor {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+) -> None:
+    """Condor: knowledge-driven data synthesis and refinement."""
+
+
+def _register() -> None:
+    # Imported here so that a broken optional group cannot break the others at import time.
+    from condor.cli import generate
+
+    generate.register(app)
+    try:
+        from condor.cli import tree
+    except ImportError:  # pragma: no cover - tree group not built yet
+        pass
+    else:
+        tree.register(app)
+    try:
+        from condor.cli import pipeline
+    except ImportError:  # pragma: no cover - pipeline group not built yet
+        pass
+    else:
+        pipeline.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,157 @@
+"""The one interface every chat backend implements, and the value types that cross it.
+
+A backend turns a batch of :class:`ChatRequest` into the same number of :class:`Completion`, in order.
+Permanent failures of a single request (a 400, retries exhausted, a timeout after every retry) come back
+as a completion with ``error`` set, never as an exception, so a batch never loses its other items.
+Only a backend that cannot work at all (no server at the address, no model file) raises
+:class:`BackendUnavailable`, which the CLI turns into a one-line message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend cannot serve any request (unreachable server, missing model file, missing extra)."""
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """One chat-completion request, independent of the backend that will serve it.
+
+    ``sample_index`` tells apart requests that are otherwise identical but must give distinct samples
+    (best-of-n, several critiques): it is part of the cache key, and backends derive a per-sample seed
+    from it when ``seed`` is set.
+    """
+
+    messages: list[dict[str, str]]
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    stop: list[str] | None = None
+    json_schema: dict[str, Any] | None = None
+    sample_index: int = 0
+
+    def payload(self) -> dict[str, Any]:
+        """The canonical, JSON-serialisable content of the request (what the cache key hashes)."""
+        out: dict[str, Any] = {"messages": self.messages}
+        for name in ("max_tokens", "temperature", "top_p", "seed", "stop", "json_schema"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        if self.sample_index:
+            out["sample_index"] = self.sample_index
+        return out
+
+    def effective_seed(self) -> int | None:
+        """The seed to send: distinct per sample so that n samples with one seed still differ."""
+        if self.seed is None:
+            return None
+        return self.seed + self.sample_index
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts, added up per stage for the manifest."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    requests: int = 0
+    cached: int = 0
+    failures: int = 0
+    retries: int = 0
+
+    def add(self, completion: "Completion") -> None:
+        self.requests += 1
+        self.prompt_tokens += completion.prompt_tokens
+        self.completion_tokens += completion.completion_tokens
+        self.retries += completion.retries
+        if completion.cached:
+            self.cached += 1
+        if completion.error is not None:
+            self.failures += 1
+
+    def merge(self, other: "Usage") -> None:
+        for name in self.__slots__:  # type: ignore[attr-defined]
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+
+
+@dataclass(slots=True)
+class Completion:
+    """The outcome of one request: text and usage, or the reason it failed."""
+
+    text: str | None
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str | None = None
+    cached: bool = False
+    retries: int = 0
+    model: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.text is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "finish_reason": self.finish_reason,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "error": self.error,
+            "model": self.model,
+        }
+
+    @classmethod
+    def failed(cls, error: str, retries: int = 0) -> "Completion":
+        return cls(text=None, error=error, retries=retries)
+
+
+class LLMBackend(ABC):
+    """A chat model. Subclasses implement :meth:`generate`; everything else has a default.
+
+    ``identity`` names the model as far as caching is concerned (backend kind, address or file, model
+    name): two backends with the same identity give interchangeable answers. It must never contain a
+    secret.
+    """
+
+    identity: str = "unknown"
+    #: Whether requests may carry ``json_schema`` (constrained decoding or response_format).
+    supports_schema: bool = False
+    #: How many requests the backend wants in flight; executors size their windows from it.
+    concurrency: int = 1
+
+    @abstractmethod
+    async def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+        """Serve every request; return one completion per request, in the same order."""
+
+    async def aclose(self) -> None:
+        """Release connections, threads or model memory."""
+
+    async def __aenter__(self) -> "LLMBackend":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def request_key(identity: str, request: ChatRequest) -> str:
+    """A stable hash of model identity plus canonical request: the cache key."""
+    blob = json.dumps(
+        {"model": identity, "request": request.payload()},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()

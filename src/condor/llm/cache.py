@@ -1,0 +1,131 @@
+"""A persistent request cache in SQLite, and the backend wrapper that consults it.
+
+The key is a SHA-256 of the backend's identity plus the canonical request (messages, sampling settings,
+schema, sample index): see :func:`condor.llm.base.request_key`. API keys are never part of a backend's
+identity, so they never reach this file. Only successful completions are stored: a failure may be
+transient, and the run directory already records it.
+
+Writes are committed in small batches (WAL mode, ``synchronous=NORMAL``) so that caching costs little at
+thousands of requests per second; a crash loses at most the last fraction of a second of cache entries,
+and the run directory, which is flushed per record, remains the source of truth for completed work.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Sequence
+
+from condor.llm.base import ChatRequest, Completion, LLMBackend, request_key
+
+CACHE_FORMAT = "condor-cache v1"
+
+
+class CacheError(RuntimeError):
+    """The cache file cannot be used (wrong format, not SQLite, unwritable)."""
+
+
+class RequestCache:
+    """Key -> completion store. Not thread-safe: use it from one event loop."""
+
+    def __init__(self, path: str | Path, *, commit_every: int = 64, commit_seconds: float = 0.5) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)"
+            )
+            row = self._db.execute("SELECT value FROM meta WHERE key='format'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise CacheError(f"{self.path}: not a usable request cache ({exc})") from None
+        if row is None:
+            self._db.execute("INSERT INTO meta VALUES ('format', ?)", (CACHE_FORMAT,))
+        elif row[0] != CACHE_FORMAT:
+            raise CacheError(f"{self.path}: cache format {row[0]!r}, expected {CACHE_FORMAT!r}; delete it or use another --cache")
+        self._pending = 0
+        self._last_commit = time.monotonic()
+        self._commit_every = commit_every
+        self._commit_seconds = commit_seconds
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: str) -> Completion | None:
+        row = self._db.execute("SELECT value FROM completions WHERE key=?", (key,)).fetchone()
+        if row is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        data = json.loads(row[0])
+        return Completion(
+            text=data["text"],
+            finish_reason=data.get("finish_reason"),
+            prompt_tokens=data.get("prompt_tokens", 0),
+            completion_tokens=data.get("completion_tokens", 0),
+            model=data.get("model"),
+            cached=True,
+        )
+
+    def put(self, key: str, completion: Completion) -> None:
+        if not completion.ok:
+            return
+        if self._pending == 0:
+            self._db.execute("BEGIN")
+        value = json.dumps(completion.to_dict(), ensure_ascii=False)
+        self._db.execute(
+            "INSERT OR REPLACE INTO completions VALUES (?, ?, ?)", (key, value, time.time())
+        )
+        self._pending += 1
+        now = time.monotonic()
+        if self._pending >= self._commit_every or now - self._last_commit >= self._commit_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self._db.execute("COMMIT")
+            self._pending = 0
+        self._last_commit = time.monotonic()
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
+
+    def close(self) -> None:
+        self.flush()
+        self._db.close()
+
+
+class CachedBackend(LLMBackend):
+    """Wraps any backend: cached requests are answered locally, the rest are sent in one batch."""
+
+    def __init__(self, inner: LLMBackend, cache: RequestCache) -> None:
+        self.inner = inner
+        self.cache = cache
+        self.identity = inner.identity
+        self.supports_schema = inner.supports_schema
+        self.concurrency = inner.concurrency
+
+    def __getattr__(self, name: str):
+        # Backend-specific extras (e.g. the openai backend's reachability check) pass through.
+        return getattr(self.inner, name)
+
+    async def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+        keys = [request_key(self.identity, r) for r in requests]
+        results: list[Completion | None] = [self.cache.get(k) for k in keys]
+        missing = [i for i, c in enumerate(results) if c is None]
+        if missing:
+            fresh = await self.inner.generate([requests[i] for i in missing])
+            for i, completion in zip(missing, fresh):
+                results[i] = completion
+                self.cache.put(keys[i], completion)
+        return results  # type: ignore[return-value]
+
+    async def aclose(self) -> None:
+        try:
+            await self.inner.aclose()
+        finally:
+            self.cache.close()

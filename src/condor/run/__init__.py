@@ -1,0 +1,1 @@
+"""Run directories, append-only stage shards, resume, and the local asyncio executor."""

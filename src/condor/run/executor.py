@@ -1,0 +1,246 @@
+"""The local executor: runs one stage over a stream of records on asyncio, resumably.
+
+It owns everything a stage does not: calling the backend, the window of records in flight, the repair
+attempt and the schema-constrained fallback when parsing fails, writing one unit per input to the stage's
+shard, skipping inputs already done, token accounting and progress.
+
+Memory stays flat in the number of inputs: records are pulled from the input iterator only as slots in
+the window free up, and finished units go straight to disk. What is kept per input is its id (to skip
+finished work on resume).
+
+Structured output (JSON schema) is decided per stage from the backend's ``structured`` mode:
+``on`` asks for a schema from the first attempt; ``off`` never; ``auto`` starts in text mode and falls
+back to the schema after the repair attempt fails, except on the embedded backend, where constrained
+decoding is local and free and a small model needs it, so ``auto`` means schema first there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from condor.llm.base import BackendUnavailable, Completion, LLMBackend, Usage
+from condor.run.progress import ProgressBoard, StageProgress
+from condor.run.store import StageStore
+from condor.stages.base import ParseError, Record, Rejection, Stage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StageOutcome:
+    """What one execution of a stage did; merged into the manifest."""
+
+    stage: str
+    inputs: int = 0
+    resumed: int = 0
+    records: int = 0
+    rejections: int = 0
+    failures: int = 0
+    usage: Usage = field(default_factory=Usage)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "inputs": self.inputs,
+            "resumed": self.resumed,
+            "records": self.records,
+            "rejections": self.rejections,
+            "failures": self.failures,
+            "usage": self.usage.as_dict(),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def schema_first(mode: str, stage: Stage, backend: LLMBackend) -> bool:
+    """Whether the first attempt of ``stage`` asks for JSON-schema output."""
+    if not stage.has_schema or not backend.supports_schema or mode == "off":
+        return False
+    if mode == "on":
+        return True
+    return backend.identity.startswith("embedded:")
+
+
+def schema_fallback(mode: str, stage: Stage, backend: LLMBackend) -> bool:
+    return mode != "off" and stage.has_schema and backend.supports_schema
+
+
+class StageRunner:
+    """Runs ``stage`` with ``backend`` into ``store``. One instance per stage execution."""
+
+    def __init__(
+        self,
+        stage: Stage,
+        backend: LLMBackend,
+        store: StageStore,
+        *,
+        structured: str = "auto",
+        window: int | None = None,
+        board: ProgressBoard | None = None,
+        retry_failed: bool = False,
+    ) -> None:
+        self.stage = stage
+        self.backend = backend
+        self.store = store
+        self.structured = structured
+        self.window = window or max(4, backend.concurrency * 2)
+        self.board = board or ProgressBoard(quiet=True)
+        self.retry_failed = retry_failed
+
+    async def _attempt(self, requests, usage: Usage) -> list[Completion]:
+        completions = await self.backend.generate(requests)
+        for completion in completions:
+            usage.add(completion)
+        return completions
+
+    async def _process(self, record: Record, progress: StageProgress) -> dict[str, Any]:
+        stage, usage = self.stage, Usage()
+        structured = schema_first(self.structured, stage, self.backend)
+        attempts: list[str] = []
+        unit: dict[str, Any] = {"input_id": record["id"], "records": [], "rejections": []}
+        try:
+            requests = stage.requests(record, structured=structured)
+            completions = await self._attempt(requests, usage)
+            attempts.append("schema" if structured else "text")
+            failed = [c for c in completions if not c.ok]
+            if failed:
+                # Marked as a failure either way, so that --retry-failed finds it again.
+                unit["error"] = failed[0].error or "no text in completion"
+            if not failed or stage.accepts_failures:
+                unit["records"], rejection = await self._parse_with_recovery(
+                    record, completions, structured, usage, attempts
+                )
+                if rejection is not None:
+                    unit["rejections"].append(rejection.to_dict())
+        except BackendUnavailable:
+            raise
+        except Exception as exc:  # a bug in a stage must cost one record, recorded, not the run
+            log.exception("stage %s failed on %s", stage.name, record.get("id"))
+            unit["records"] = []
+            unit["rejections"] = [Rejection(stage.name, "internal_error", repr(exc), record).to_dict()]
+        for out in unit["records"]:
+            self._annotate(out, usage, attempts)
+        unit["usage"] = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
+        progress.requests += usage.requests - usage.cached
+        progress.tokens += usage.completion_tokens
+        progress.retries += usage.retries
+        progress.failures += 1 if unit.get("error") else 0
+        progress.rejections += len(unit["rejections"])
+        self._usage.merge(usage)
+        return unit
+
+    async def _parse_with_recovery(
+        self, record: Record, completions: list[Completion], structured: bool, usage: Usage, attempts: list[str]
+    ) -> tuple[list[Record], Rejection | None]:
+        stage = self.stage
+        try:
+            return stage.parse(record, completions, structured=structured), None
+        except ParseError as first:
+            error = first
+        repair = stage.repair_requests(record, completions, error)
+        if repair:
+            repaired = await self._attempt(repair, usage)
+            attempts.append("repair")
+            if all(c.ok for c in repaired) or stage.accepts_failures:
+                try:
+                    return stage.parse(record, repaired, structured=False), None
+                except ParseError as second:
+                    error = second
+        if not structured and schema_fallback(self.structured, stage, self.backend):
+            constrained = await self._attempt(stage.requests(record, structured=True), usage)
+            attempts.append("schema")
+            if all(c.ok for c in constrained) or stage.accepts_failures:
+                try:
+                    return stage.parse(record, constrained, structured=True), None
+                except ParseError as third:
+                    error = third
+        return [], Rejection(stage.name, error.reason, error.detail, record)
+
+    def _annotate(self, out: Record, usage: Usage, attempts: list[str]) -> None:
+        stage = self.stage
+        out.setdefault("models", {})[stage.role] = self.backend.identity
+        out.setdefault("templates", {})[stage.name] = stage.version
+        out.setdefault("usage", {})[stage.name] = {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "attempts": attempts,
+        }
+
+    async def run(self, inputs: Iterable[Record], total: int | None = None) -> StageOutcome:
+        started = time.monotonic()
+        self._usage = Usage()
+        self.store.open()
+        done = self.store.done_ids(include_failed=not self.retry_failed)
+        outcome = StageOutcome(self.stage.name)
+        progress = StageProgress(self.stage.name, total, resumed=0)
+        pending: set[asyncio.Task] = set()
+        slots = asyncio.Semaphore(self.window)
+        fatal: list[BaseException] = []
+
+        def finished(task: asyncio.Task) -> None:
+            pending.discard(task)
+            slots.release()
+            if task.cancelled():
+                return
+            exc = task.exception()
+            if exc is not None:
+                fatal.append(exc)
+                return
+            unit = task.result()
+            self.store.append(unit)
+            progress.done += 1
+            outcome.records += len(unit["records"])
+            outcome.rejections += len(unit["rejections"])
+            outcome.failures += 1 if unit.get("error") else 0
+
+        async def ticker() -> None:
+            while True:
+                await asyncio.sleep(0.25)
+                self.board.refresh()
+
+        with self.board.track(progress):
+            tick = asyncio.create_task(ticker())
+            try:
+                for record in inputs:
+                    outcome.inputs += 1
+                    if record["id"] in done:
+                        outcome.resumed += 1
+                        progress.resumed += 1
+                        continue
+                    await slots.acquire()
+                    if fatal:
+                        break
+                    task = asyncio.create_task(self._process(record, progress))
+                    pending.add(task)
+                    task.add_done_callback(finished)
+                while pending and not fatal:
+                    await asyncio.wait(set(pending), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if fatal or pending:
+                    for task in list(pending):
+                        task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await asyncio.gather(*pending, return_exceptions=True)
+                tick.cancel()
+                self.store.close()
+        if fatal:
+            raise fatal[0]
+        outcome.usage = self._usage
+        outcome.seconds = time.monotonic() - started
+        return outcome
+
+
+async def run_stage(
+    stage: Stage,
+    inputs: Iterable[Record],
+    store: StageStore,
+    backend: LLMBackend,
+    **options: Any,
+) -> StageOutcome:
+    """Convenience wrapper: ``StageRunner(stage, backend, store, **options).run(inputs, total)``."""
+    total = options.pop("total", None)
+    return await StageRunner(stage, backend, store, **options).run(inputs, total=total)

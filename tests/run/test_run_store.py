@@ -1,0 +1,89 @@
+"""The run directory: atomic units, torn-tail repair, corruption errors, manifest format checks."""
+
+import json
+import os
+
+import pytest
+
+from condor.run.store import RUN_FORMAT, RunDirectory, RunStoreError, atomic_write_lines
+
+
+def test_units_round_trip_and_done_ids(tmp_path):
+    store = RunDirectory(tmp_path).stage("answer")
+    store.open()
+    store.append({"input_id": "a", "records": [{"id": "a/1"}], "rejections": []})
+    store.append({"input_id": "b", "records": [], "rejections": [{"reason": "empty"}]})
+    store.append({"input_id": "c", "records": [], "rejections": [], "error": "http 500"})
+    store.close()
+    assert store.done_ids() == {"a", "b", "c"}
+    assert store.done_ids(include_failed=False) == {"a", "b"}
+    assert [r["id"] for r in store.iter_records()] == ["a/1"]
+    assert [r["reason"] for r in store.iter_rejections()] == ["empty"]
+    assert [u["input_id"] for u in store.iter_failures()] == ["c"]
+
+
+def test_retried_failure_supersedes_the_old_unit(tmp_path):
+    store = RunDirectory(tmp_path).stage("s")
+    store.open()
+    store.append({"input_id": "x", "records": [], "rejections": [], "error": "timeout"})
+    store.append({"input_id": "x", "records": [{"id": "x"}], "rejections": []})
+    store.close()
+    assert [r["id"] for r in store.iter_records()] == ["x"]
+    assert list(store.iter_failures()) == []
+
+
+def test_torn_last_line_is_cut_on_open(tmp_path):
+    store = RunDirectory(tmp_path).stage("s")
+    store.open()
+    store.append({"input_id": "a", "records": [], "rejections": []})
+    store.close()
+    with open(store.units_path, "ab") as handle:
+        handle.write(b'{"input_id": "b", "recor')  # a writer killed mid-line
+    assert store.done_ids() == {"a"}
+    store.open()
+    store.append({"input_id": "b", "records": [], "rejections": []})
+    store.close()
+    lines = store.units_path.read_text().splitlines()
+    assert [json.loads(line)["input_id"] for line in lines] == ["a", "b"]
+
+
+def test_corrupt_middle_line_is_an_error_naming_the_line(tmp_path):
+    store = RunDirectory(tmp_path).stage("s")
+    store.directory.mkdir(parents=True)
+    store.units_path.write_text('{"input_id": "a"}\nnot json\n{"input_id": "c"}\n')
+    with pytest.raises(RunStoreError, match=r"units.jsonl:2"):
+        store.done_ids()
+
+
+def test_manifest_format_is_checked(tmp_path):
+    run = RunDirectory(tmp_path)
+    run.save_manifest()
+    assert json.loads((tmp_path / "manifest.json").read_text())["format"] == RUN_FORMAT
+    (tmp_path / "manifest.json").write_text('{"format": "condor-run v0"}')
+    with pytest.raises(RunStoreError, match="expected 'condor-run v1'"):
+        RunDirectory(tmp_path)
+    (tmp_path / "manifest.json").write_text("{oops")
+    with pytest.raises(RunStoreError, match="not valid JSON"):
+        RunDirectory(tmp_path)
+
+
+def test_inputs_fingerprint_guards_resume(tmp_path):
+    run = RunDirectory(tmp_path)
+    run.bind_inputs("prompts", "aaaa")
+    RunDirectory(tmp_path).bind_inputs("prompts", "aaaa")
+    with pytest.raises(RunStoreError, match="different prompts"):
+        RunDirectory(tmp_path).bind_inputs("prompts", "bbbb")
+
+
+def test_atomic_write_leaves_no_partial_file_on_error(tmp_path):
+    target = tmp_path / "out.jsonl"
+    target.write_text("old\n")
+
+    def lines():
+        yield "one"
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        atomic_write_lines(target, lines())
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
