@@ -8,6 +8,11 @@ BIN := $(VENV)/bin
 # a looser spec would pull several GB of CUDA build.
 TORCH := torch==2.13.0
 DEMO_OUT ?= demo-out
+# llama.cpp is compiled from source (about 5 minutes on 2 cores; pip caches the wheel afterwards).
+# A portable build: -march=native would enable AMX kernels that crash in VMs that advertise AMX without
+# granting it, and would make a cached wheel unusable on another CPU.
+LLAMA := llama-cpp-python==0.3.36
+LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 
 .PHONY: demo test test-fast bench clean
 
@@ -15,11 +20,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
+$(VENV)/.llama-installed: | $(BIN)/python
+	CMAKE_ARGS="$(LLAMA_CMAKE)" CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/pip install -q $(LLAMA)
+	touch $@
+
+$(VENV)/.demo-installed: pyproject.toml $(VENV)/.llama-installed
 	$(BIN)/pip install -q -e '.[embedded]'
 	touch $@
 
-$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
+$(VENV)/.test-installed: pyproject.toml $(VENV)/.llama-installed
 	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e '.[embedded,embeddings,test]'
 	touch $@ $(VENV)/.demo-installed

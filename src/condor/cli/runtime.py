@@ -17,11 +17,11 @@ from condor.config import BackendConfig, ConfigError
 T = TypeVar("T")
 
 
-async def open_backend(cfg: BackendConfig, cache_path: Path | None):
+async def open_backend(cfg: BackendConfig, cache_path: Path | None, *, cache=None):
     """Build the backend and make sure it can work before any record is touched."""
     from condor.llm.factory import build_backend
 
-    backend = build_backend(cfg, cache_path)
+    backend = build_backend(cfg, cache_path, cache=cache)
     # The openai backend probes the server; the embedded one loads its model. Either fails here, early.
     check = getattr(backend, "check", None) or getattr(backend, "warm_up", None)
     if check is not None:

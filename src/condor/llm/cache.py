@@ -54,6 +54,7 @@ class RequestCache:
         self._commit_seconds = commit_seconds
         self.hits = 0
         self.misses = 0
+        self._closed = False
 
     def get(self, key: str) -> Completion | None:
         row = self._db.execute("SELECT value FROM completions WHERE key=?", (key,)).fetchone()
@@ -95,8 +96,12 @@ class RequestCache:
         return self._db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
 
     def close(self) -> None:
+        # Several backends may share one cache and each closes it: only the first close does anything.
+        if self._closed:
+            return
         self.flush()
         self._db.close()
+        self._closed = True
 
 
 class CachedBackend(LLMBackend):

@@ -11,8 +11,12 @@ from condor.config import BackendConfig, ConfigError
 from condor.llm.base import LLMBackend
 
 
-def build_backend(cfg: BackendConfig, cache_path: str | Path | None = None) -> LLMBackend:
-    """The configured backend, wrapped in a :class:`~condor.llm.cache.CachedBackend` when a path is given."""
+def build_backend(cfg: BackendConfig, cache_path: str | Path | None = None, *, cache=None) -> LLMBackend:
+    """The configured backend, wrapped in a :class:`~condor.llm.cache.CachedBackend` when a cache is given.
+
+    ``cache`` (a :class:`~condor.llm.cache.RequestCache`) lets several backends share one open cache;
+    ``cache_path`` opens a new one.
+    """
     backend: LLMBackend
     if cfg.backend == "openai":
         if not cfg.base_url:
@@ -36,8 +40,8 @@ def build_backend(cfg: BackendConfig, cache_path: str | Path | None = None) -> L
         )
     if cfg.structured == "on" and not backend.supports_schema:
         raise ConfigError(f"structured: on, but the {cfg.backend} backend cannot constrain output to a schema")
-    if cache_path is not None:
+    if cache is not None or cache_path is not None:
         from condor.llm.cache import CachedBackend, RequestCache
 
-        backend = CachedBackend(backend, RequestCache(cache_path))
+        backend = CachedBackend(backend, cache if cache is not None else RequestCache(cache_path))
     return backend

@@ -108,8 +108,11 @@ class StageRunner:
             attempts.append("schema" if structured else "text")
             failed = [c for c in completions if not c.ok]
             if failed:
-                # Marked as a failure either way, so that --retry-failed finds it again.
+                # Marked as a failure either way, so that --retry-failed finds it again; the input is
+                # kept so that the failure can be reported (and carried on) with its whole record.
                 unit["error"] = failed[0].error or "no text in completion"
+                if not stage.accepts_failures:
+                    unit["input"] = record
             if not failed or stage.accepts_failures:
                 unit["records"], rejection = await self._parse_with_recovery(
                     record, completions, structured, usage, attempts

@@ -1,0 +1,102 @@
+"""The plan of a run: which (tag, task, language) work items Condor Void writes questions for.
+
+Leaves are drawn from the World Knowledge Tree by the balanced sampler (uniform over leaves), once per
+language, and crossed with the selected task types. The plan is saved in the run directory at the first
+run and read back on resume, so a resumed run works on exactly the same items even if the tree file
+changed meanwhile; the manifest keeps a fingerprint of the settings that made it, and a different
+setting is refused instead of silently mixing two plans.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Iterator
+
+from condor.config import ConfigError, PipelineConfig
+from condor.run.store import RunDirectory, atomic_write_lines, dumps
+from condor.stages.base import Record
+from condor.stages.tasks import TaskType
+from condor.tree.io import SHIPPED_TREES, resolve_tree
+from condor.tree.model import KnowledgeTree, node_id
+from condor.tree.sample import sample_leaves
+
+PLAN_FILE = "plan.jsonl"
+
+
+def languages(lang: str) -> list[str]:
+    return ["en", "zh"] if lang == "both" else [lang]
+
+
+def trees_for(pipeline: PipelineConfig) -> dict[str, KnowledgeTree]:
+    """The tree each language samples from.
+
+    A shipped tree name follows the language (``--lang zh`` uses the shipped ``zh`` tree, ``both`` uses
+    ``en`` and ``zh``); a tree file serves every requested language it has leaves in.
+    """
+    chosen: dict[str, KnowledgeTree] = {}
+    if pipeline.tree in SHIPPED_TREES:
+        for lang in languages(pipeline.lang):
+            chosen[lang] = resolve_tree(lang if lang in SHIPPED_TREES else pipeline.tree)
+    else:
+        tree = resolve_tree(pipeline.tree)
+        for lang in languages(pipeline.lang):
+            chosen[lang] = tree
+    return chosen
+
+
+def build_plan(pipeline: PipelineConfig, tasks: dict[str, TaskType], leaves: int) -> list[Record]:
+    """Work items: ``leaves`` sampled leaves per language, each with every selected task."""
+    items: list[Record] = []
+    seen: dict[str, int] = {}
+    for lang, tree in trees_for(pipeline).items():
+        paths = sample_leaves(tree, leaves, seed=pipeline.seed, language=lang)
+        for path in paths:
+            for task in tasks.values():
+                base = f"{lang}/{node_id(path)}/{task.slug}"
+                seen[base] = seen.get(base, 0) + 1
+                # Sampling past the number of leaves repeats leaves; the draw number keeps ids unique.
+                item_id = base if seen[base] == 1 else f"{base}~{seen[base]}"
+                items.append(
+                    {
+                        "id": item_id,
+                        "tag_path": list(path),
+                        "domain": path[0],
+                        "task": task.slug,
+                        "language": lang,
+                        "tree": tree.name,
+                        "tree_version": tree.version,
+                    }
+                )
+    return items
+
+
+def plan_fingerprint(pipeline: PipelineConfig, task_slugs: list[str], leaves: int) -> str:
+    tree_id = pipeline.tree
+    if pipeline.tree not in SHIPPED_TREES:
+        path = Path(pipeline.tree)
+        tree_id = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else pipeline.tree
+    blob = json.dumps(
+        {"tree": tree_id, "leaves": leaves, "tasks": task_slugs, "lang": pipeline.lang, "seed": pipeline.seed},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def load_or_create_plan(run: RunDirectory, pipeline: PipelineConfig, tasks: dict[str, TaskType], leaves: int) -> int:
+    """Write the plan on the first run, check it on later ones; returns the number of work items."""
+    path = run.root / PLAN_FILE
+    run.bind_inputs("plan", plan_fingerprint(pipeline, list(tasks), leaves))
+    if path.exists():
+        return sum(1 for _ in path.open(encoding="utf-8"))
+    items = build_plan(pipeline, tasks, leaves)
+    if not items:
+        raise ConfigError("the plan is empty: no leaves or no tasks selected")
+    return atomic_write_lines(path, (dumps(item) for item in items))
+
+
+def iter_plan(run: RunDirectory) -> Iterator[Record]:
+    with (run.root / PLAN_FILE).open(encoding="utf-8") as handle:
+        for line in handle:
+            yield json.loads(line)

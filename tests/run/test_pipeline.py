@@ -1,0 +1,104 @@
+"""`condor void/refine/run` against the real local HTTP server with a scripted model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from condor_responder import respond
+from typer.testing import CliRunner
+
+from condor.cli.main import app
+
+
+def run_cli(*args: str):
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def server_args(server, *more):
+    return ["--base-url", server.base_url, "--model", "fake-model", "--quiet", *more]
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_run_20_leaves_7_tasks_counts_add_up_and_resume_is_free(tmp_path, fake_server):
+    fake_server.responder = respond
+    out = tmp_path / "out"
+    fake_server.queue_faults("500", "drop", "429")  # transient: recovered by retries
+    run_cli("run", "-o", str(out), "--leaves", "20", "--rounds", "2", *server_args(fake_server))
+    sft = read_jsonl(out / "sft.jsonl")
+    rejected = read_jsonl(out / "rejected.jsonl")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["stages"]["questions"]["units"] == 140
+    questions = manifest["stages"]["questions"]["records"]
+    question_rejections = manifest["stages"]["questions"]["rejections"]
+    assert questions + 3 * question_rejections == 420
+    assert len(sft) + len(rejected) == questions + question_rejections
+    assert len(sft) > 400
+    row = sft[0]
+    assert [m["role"] for m in row["messages"]] == ["user", "assistant"]
+    meta = row["meta"]
+    assert meta["difficulty"] in {"easy", "medium", "hard"} and meta["language"] == "en"
+    assert len(meta["tag_path"]) >= 2 and meta["task"]
+    assert len(meta["versions"]) == 3 and len(meta["critiques"]) == 2
+    assert row["messages"][1]["content"] == meta["versions"][-1]["answer"]
+    assert set(meta["models"]) >= {"question_writer", "answerer", "critic", "refiner"}
+    assert {"questions", "answer", "critique_1", "refine_1", "critique_2", "refine_2"} <= set(meta["templates"])
+    assert manifest["stages"]["answer"]["usage"]["completion_tokens"] > 0
+
+    before = fake_server.request_count
+    run_cli("run", "-o", str(out), "--leaves", "20", "--rounds", "2", *server_args(fake_server))
+    assert fake_server.request_count == before
+    assert read_jsonl(out / "sft.jsonl") == sft
+
+
+def test_best_selection_with_judge_and_preference_pairs(tmp_path, fake_server):
+    fake_server.responder = respond
+    out = tmp_path / "out"
+    run_cli("run", "-o", str(out), "--leaves", "2", "--tasks", "domain_qa,view", "--select", "best",
+            *server_args(fake_server))
+    sft = read_jsonl(out / "sft.jsonl")
+    assert sft and all(r["meta"]["chosen"]["version"] == 1 for r in sft)
+    assert all(len(r["meta"]["scores"]) == 2 for r in sft)
+    pairs = read_jsonl(out / "preference.jsonl")
+    assert len(pairs) == len(sft)
+    assert pairs[0]["chosen"][0]["content"].startswith("Improved version")
+    assert pairs[0]["prompt"][0]["role"] == "user"
+
+
+def test_void_then_refine_and_chinese(tmp_path, fake_server):
+    fake_server.responder = respond
+    out = tmp_path / "out"
+    run_cli("void", "-o", str(out), "--leaves", "2", "--tasks", "creation", "--lang", "zh", *server_args(fake_server))
+    void_rows = read_jsonl(out / "void.jsonl")
+    assert void_rows and all(r["meta"]["language"] == "zh" for r in void_rows)
+    run_cli("refine", "-o", str(out), *server_args(fake_server))
+    assert len(read_jsonl(out / "sft.jsonl")) == len(void_rows)
+
+
+def test_refine_an_existing_dataset_with_bad_lines(tmp_path, fake_server):
+    fake_server.responder = respond
+    data = tmp_path / "data.jsonl"
+    data.write_text("\n".join([
+        json.dumps({"messages": [{"role": "user", "content": "How do I boil an egg properly?"},
+                                 {"role": "assistant", "content": "Put it in boiling water for nine minutes."}]}),
+        json.dumps({"question": "What is a prime number?", "answer": "A number with exactly two divisors."}),
+        "{broken",
+        json.dumps({"messages": [{"role": "assistant", "content": "no user turn"}]}),
+    ]) + "\n")
+    out = tmp_path / "out"
+    run_cli("refine", "-o", str(out), "--input", str(data), *server_args(fake_server))
+    sft = read_jsonl(out / "sft.jsonl")
+    assert len(sft) == 2
+    rejected = read_jsonl(out / "rejected.jsonl")
+    assert sorted(r["detail"].split(":")[0] for r in rejected) == ["line 3", "line 4"]
+
+
+def test_refine_without_void_is_a_clear_error(tmp_path):
+    result = CliRunner().invoke(app, ["refine", "-o", str(tmp_path / "nothing"), "--base-url", "http://127.0.0.1:9/v1", "--model", "m"])
+    assert result.exit_code == 2 and "condor void" in result.output
