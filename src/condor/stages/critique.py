@@ -1,0 +1,126 @@
+"""Condor Refine, first half of a round: a critique of the latest answer version.
+
+The critic lists strengths, weaknesses and suggestions in three marked blocks (or three JSON fields).
+Replies are read tolerantly: markers in any case, width or plural, a missing end marker, one block per
+point, or plain headings ("Weaknesses:", "不足：") when the markers were left out entirely. A critique
+with neither weaknesses nor suggestions gives the refiner nothing to act on and is a ParseError.
+
+Record fields read: ``question``, ``language``, ``versions[-1].answer``.
+Field written: ``critiques`` gains ``{"round", "strengths", "weaknesses", "suggestions"}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from condor.llm.base import ChatRequest, Completion
+from condor.stages.base import ParseError, Record, Stage
+from condor.stages.markers import (
+    SEP,
+    bracketed,
+    extract_json,
+    heading,
+    json_text,
+    lookup,
+    read_either,
+    read_sections,
+    strip_reasoning,
+)
+from condor.stages.prompting import chat, language_of, question_of, render, reply_text, repair_request, versions_of
+
+SECTIONS = ("strengths", "weaknesses", "suggestions")
+_WORDS = {
+    "strengths": r"strengths?|pros|positives|优点|优势|亮点|长处",
+    "weaknesses": r"weakness(?:es)?|cons|issues|problems|shortcomings|areas?[ \t]+for[ \t]+improvement|缺点|不足|问题|弱点|短处|待改进之处",
+    "suggestions": r"suggestions?|improvements?|recommendations?|建议|改进建议|改进意见",
+}
+_STARTS = {name: bracketed(rf"(?:{words})(?:{SEP}(?:start|开始))?") for name, words in _WORDS.items()}
+_ENDS = {name: bracketed(rf"(?:{words}){SEP}(?:end|结束)") for name, words in _WORDS.items()}
+_HEADINGS = {
+    name: heading(rf"(?:{words})(?:{SEP}(?:for{SEP}improvement|to{SEP}improve))?") for name, words in _WORDS.items()
+}
+
+SCHEMA: dict[str, Any] = {
+    "title": "critique",
+    "type": "object",
+    "properties": {name: {"type": "string"} for name in SECTIONS},
+    "required": list(SECTIONS),
+    "additionalProperties": False,
+}
+
+
+class CritiqueStage(Stage):
+    """Critiques the latest answer version in refinement round ``round`` (1 for the first)."""
+
+    role = "critic"
+    version = "1"
+    has_schema = True
+
+    def __init__(self, round: int, max_tokens: int | None = None, temperature: float | None = None) -> None:
+        if round < 1:
+            raise ValueError(f"critique rounds start at 1, got {round}")
+        self.round = round
+        self.name = f"critique_{round}"
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+
+    def requests(self, record: Record, *, structured: bool = False) -> list[ChatRequest]:
+        language = language_of(record)
+        user = render(
+            "critique",
+            language,
+            "user",
+            question=question_of(record),
+            answer=versions_of(record)[-1]["answer"],
+            format=render("critique", language, "json_format" if structured else "text_format"),
+        )
+        return [
+            ChatRequest(
+                messages=chat(render("critique", language, "system"), user),
+                max_tokens=self.max_tokens,
+                temperature=self.temperature,
+                json_schema=SCHEMA if structured else None,
+            )
+        ]
+
+    def parse(self, record: Record, completions: list[Completion], *, structured: bool = False) -> list[Record]:
+        text = strip_reasoning(reply_text(completions))
+        found = read_either(text, structured, read_text_critique, read_json_critique)
+        critique = {"round": self.round, **found}
+        return [{**record, "critiques": [*record.get("critiques", []), critique]}]
+
+    def repair_requests(
+        self, record: Record, completions: list[Completion], error: ParseError
+    ) -> list[ChatRequest] | None:
+        if not completions or completions[0].text is None:
+            return None
+        original = self.requests(record)[0]
+        return [repair_request(original, completions[0].text, error, "critique", language_of(record))]
+
+
+def read_text_critique(text: str) -> dict[str, str]:
+    """Strengths, weaknesses and suggestions from marked blocks, or from headings when there are none."""
+    sections = read_sections(text, _STARTS, _ENDS)
+    if not sections:
+        sections = read_sections(text, _HEADINGS, {})
+    if not sections:
+        raise ParseError("missing_sections", "no [Strength Start]/[Weakness Start]/[Suggestion Start] blocks found")
+    return _usable({name: sections.get(name, "") for name in SECTIONS})
+
+
+def read_json_critique(text: str) -> dict[str, str]:
+    data = extract_json(text)
+    if not isinstance(data, dict):
+        raise ParseError("invalid_json", f"expected a JSON object with strengths, weaknesses and suggestions, got {type(data).__name__}")
+    found = {
+        "strengths": json_text(lookup(data, "strengths", "strength", "优点")),
+        "weaknesses": json_text(lookup(data, "weaknesses", "weakness", "不足", "缺点")),
+        "suggestions": json_text(lookup(data, "suggestions", "suggestion", "建议")),
+    }
+    return _usable(found)
+
+
+def _usable(found: dict[str, str]) -> dict[str, str]:
+    if not any(ch.isalnum() for ch in found["weaknesses"] + found["suggestions"]):
+        raise ParseError("empty_critique", "the critique names no weakness and no suggestion")
+    return found

@@ -1,0 +1,145 @@
+"""Condor Refine, second half of a round: a new answer version written from the latest critique.
+
+The refiner sees the question, the latest answer and the critique of this round, and writes the whole
+improved answer between ``[Improved Answer Start]`` and ``[Improved Answer End]`` (or in the JSON
+field ``improved_answer``). A forgotten end marker is fine; a reply with no marker at all is a
+ParseError, because a preamble ("Here is the revised answer:") would otherwise end up in the data.
+
+Record fields read: ``question``, ``language``, ``versions[-1].answer``, ``critiques`` (the entry of
+this round, else the last one).
+Field written: ``versions`` gains ``{"round", "answer", "finish_reason", "source": "refine"}``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from condor.llm.base import ChatRequest, Completion
+from condor.stages.base import ParseError, Record, Stage
+from condor.stages.markers import (
+    SEP,
+    bracketed,
+    clean_body,
+    extract_json,
+    find_markers,
+    has_content,
+    json_text,
+    lookup,
+    read_either,
+    read_section_parts,
+    strip_reasoning,
+)
+from condor.stages.prompting import chat, language_of, question_of, render, reply_text, repair_request, versions_of
+
+_ANSWER = rf"(?:(?:improved|revised|refined|better|new|final|updated){SEP})?answer"
+_ANSWER_ZH = r"改进后?的?(?:回答|答案)|(?:回答|答案)"
+_START = bracketed(rf"{_ANSWER}(?:{SEP}start)?|(?:{_ANSWER_ZH})(?:{SEP}开始)?")
+_END = bracketed(rf"{_ANSWER}{SEP}end|(?:{_ANSWER_ZH}){SEP}结束")
+_PREAMBLE = re.compile(r"^[^\n]{0,200}[:：][ \t]*\n")
+
+SCHEMA: dict[str, Any] = {
+    "title": "refinement",
+    "type": "object",
+    "properties": {"improved_answer": {"type": "string"}},
+    "required": ["improved_answer"],
+    "additionalProperties": False,
+}
+
+
+class RefineStage(Stage):
+    """Writes answer version ``round`` from version ``round - 1`` and the critique of round ``round``."""
+
+    role = "refiner"
+    version = "1"
+    has_schema = True
+
+    def __init__(self, round: int, max_tokens: int | None = None, temperature: float | None = None) -> None:
+        if round < 1:
+            raise ValueError(f"refinement rounds start at 1, got {round}")
+        self.round = round
+        self.name = f"refine_{round}"
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+
+    def _critique(self, record: Record) -> dict[str, Any]:
+        critiques = record.get("critiques")
+        if not isinstance(critiques, list) or not critiques:
+            raise ValueError(f"record {record.get('id')!r} has no critique; run critique_{self.round} first")
+        of_round = [c for c in critiques if c.get("round") == self.round]
+        return of_round[-1] if of_round else critiques[-1]
+
+    def requests(self, record: Record, *, structured: bool = False) -> list[ChatRequest]:
+        language = language_of(record)
+        critique = self._critique(record)
+        none = render("refine", language, "none")
+        block = render(
+            "refine",
+            language,
+            "critique_block",
+            **{name: (critique.get(name) or "").strip() or none for name in ("strengths", "weaknesses", "suggestions")},
+        )
+        user = render(
+            "refine",
+            language,
+            "user",
+            question=question_of(record),
+            answer=versions_of(record)[-1]["answer"],
+            critique=block,
+            format=render("refine", language, "json_format" if structured else "text_format"),
+        )
+        return [
+            ChatRequest(
+                messages=chat(render("refine", language, "system"), user),
+                max_tokens=self.max_tokens,
+                temperature=self.temperature,
+                json_schema=SCHEMA if structured else None,
+            )
+        ]
+
+    def parse(self, record: Record, completions: list[Completion], *, structured: bool = False) -> list[Record]:
+        text = strip_reasoning(reply_text(completions))
+        answer = read_either(text, structured, read_text_answer, read_json_answer)
+        version = {
+            "round": self.round,
+            "answer": answer,
+            "finish_reason": completions[0].finish_reason,
+            "source": "refine",
+        }
+        return [{**record, "versions": [*versions_of(record), version]}]
+
+    def repair_requests(
+        self, record: Record, completions: list[Completion], error: ParseError
+    ) -> list[ChatRequest] | None:
+        if not completions or completions[0].text is None:
+            return None
+        original = self.requests(record)[0]
+        return [repair_request(original, completions[0].text, error, "refine", language_of(record))]
+
+
+def read_text_answer(text: str) -> str:
+    """The improved answer between its markers; the longest block when the model wrote several."""
+    blocks = [b for b in read_section_parts(text, {"answer": _START}, {"answer": _END}).get("answer", []) if has_content(b)]
+    if blocks:
+        return max(blocks, key=len)
+    if find_markers(text, {"start": _START}):
+        raise ParseError("empty_answer", "the [Improved Answer Start] block is empty")
+    ends = find_markers(text, {"end": _END})
+    if ends:
+        # The start marker was left out: take what precedes the end marker, minus a one-line preamble.
+        answer = clean_body(_PREAMBLE.sub("", text[: ends[0].start].lstrip(), count=1))
+        if has_content(answer):
+            return answer
+        raise ParseError("empty_answer", "nothing before [Improved Answer End]")
+    raise ParseError("missing_markers", "no [Improved Answer Start] ... [Improved Answer End] block found")
+
+
+def read_json_answer(text: str) -> str:
+    data = extract_json(text)
+    if not isinstance(data, dict):
+        raise ParseError("invalid_json", f"expected a JSON object with improved_answer, got {type(data).__name__}")
+    value = lookup(data, "improved_answer", "improvedanswer", "answer", "revised_answer", "改进后的回答", "回答")
+    answer = json_text(value)
+    if not has_content(answer):
+        raise ParseError("empty_answer", "improved_answer is missing or empty")
+    return answer
