@@ -87,8 +87,10 @@ class PipelineConfig(_Strict):
     select: Literal["last", "best"] = Field("last", description="Keep the last refinement, or the best by judge score.")
     lang: Literal["en", "zh", "both"] = Field("en", description="Language of the questions.")
     seed: int = Field(0, description="Seed for tag sampling.")
-    min_chars: int = Field(10, ge=0, description="Shorter questions or answers are rejected.")
-    max_chars: int = Field(20000, ge=1, description="Longer questions or answers are rejected.")
+    min_chars: int = Field(
+        10, ge=0, description="Shorter questions or answers are rejected (a CJK character counts as 3)."
+    )
+    max_chars: int = Field(20000, ge=1, description="Longer questions or answers (in characters) are rejected.")
     near_duplicate_threshold: float = Field(0.8, gt=0, le=1, description="MinHash Jaccard threshold for near-duplicate questions.")
     task_file: str | None = Field(None, description="YAML file adding or replacing task types.")
     few_shot_file: str | None = Field(None, description="YAML/JSON file of example questions per domain.")

@@ -163,3 +163,27 @@ async def test_input_iterator_is_consumed_lazily(tmp_path):
     backend.generate = watching
     await runner.run(stream())
     assert seen_max_gap <= 5
+
+
+async def test_schema_first_failure_draws_one_fresh_sample(tmp_path):
+    def answer(request):
+        if request.messages[0]["content"] == "t0":
+            return "OK:second" if request.sample_index == 1 else "cut off {"
+        return "never valid"
+
+    backend = ScriptedBackend(answer)
+    store, outcome = await run(tmp_path, backend, records(2), structured="on")
+    (kept,) = store.iter_records()
+    assert kept["answer"] == "second" and kept["usage"]["upper"]["attempts"] == ["schema", "schema-resample"]
+    (rejection,) = store.iter_rejections()
+    assert rejection["detail"].startswith("schema: bad_prefix; schema-resample: bad_prefix")
+    assert [o["text"] for o in rejection["outputs"]] == [["never valid"], ["never valid"]]
+    assert all(c.json_schema for c in backend.calls)
+
+
+async def test_rejection_keeps_every_attempts_output(tmp_path):
+    backend = ScriptedBackend(lambda r: "garbage " + ("json" if r.json_schema else "text"))
+    store, _ = await run(tmp_path, backend, records(1))
+    (rejection,) = store.iter_rejections()
+    assert [o["attempt"] for o in rejection["outputs"]] == ["text", "repair", "schema"]
+    assert rejection["outputs"][2]["text"] == ["garbage json"]

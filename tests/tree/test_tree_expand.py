@@ -82,10 +82,12 @@ async def test_malformed_answers_become_problems_not_crashes(fake_server, openai
         ("Law",): "no_subtopics",
         ("Music",): "name_too_long",
         ("Food",): "malformed_json",
+        ("Sport",): "near_duplicate",
     }
     assert [c.name for c in tree.find("Music").children] == ["Jazz"]
     assert [c.name for c in tree.find("Travel").children] == ["Visas"]
-    # Exact repeats go in parsing; near-duplicates of a sibling or of the parent are dropped and counted.
+    # Exact repeats go in parsing; near-duplicates of a sibling or of the parent are dropped, counted
+    # and listed among the problems.
     assert [c.name for c in tree.find("Sport").children] == ["Football", "Tennis"]
     assert report.duplicates == 2
     assert str(report.problems[0]) == "Health: empty_reply"

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
 from condor.llm.base import BackendUnavailable, Completion, LLMBackend, Usage
@@ -54,6 +54,10 @@ class StageOutcome:
             "usage": self.usage.as_dict(),
             "seconds": round(self.seconds, 3),
         }
+
+
+def _clip(text: str | None, limit: int = 2000) -> str | None:
+    return text if text is None or len(text) <= limit else text[:limit] + "..."
 
 
 def schema_first(mode: str, stage: Stage, backend: LLMBackend) -> bool:
@@ -139,29 +143,56 @@ class StageRunner:
     async def _parse_with_recovery(
         self, record: Record, completions: list[Completion], structured: bool, usage: Usage, attempts: list[str]
     ) -> tuple[list[Record], Rejection | None]:
+        """Parse; on failure try the stage's repair, then the schema; else a rejection with every output.
+
+        When the first attempt already used the schema, the usual cause of failure is output cut off at
+        max_tokens, which a repair turn would not fix: one fresh sample is drawn instead.
+        """
         stage = self.stage
-        try:
-            return stage.parse(record, completions, structured=structured), None
-        except ParseError as first:
-            error = first
-        repair = stage.repair_requests(record, completions, error)
-        if repair:
-            repaired = await self._attempt(repair, usage)
-            attempts.append("repair")
-            if all(c.ok for c in repaired) or stage.accepts_failures:
-                try:
-                    return stage.parse(record, repaired, structured=False), None
-                except ParseError as second:
-                    error = second
-        if not structured and schema_fallback(self.structured, stage, self.backend):
-            constrained = await self._attempt(stage.requests(record, structured=True), usage)
-            attempts.append("schema")
-            if all(c.ok for c in constrained) or stage.accepts_failures:
-                try:
-                    return stage.parse(record, constrained, structured=True), None
-                except ParseError as third:
-                    error = third
-        return [], Rejection(stage.name, error.reason, error.detail, record)
+        tried: list[dict[str, Any]] = []
+
+        def parse(batch: list[Completion], as_schema: bool, label: str) -> list[Record] | None:
+            nonlocal error
+            try:
+                return stage.parse(record, batch, structured=as_schema)
+            except ParseError as exc:
+                error = exc
+                tried.append({"attempt": label, "reason": exc.reason, "text": [_clip(c.text) for c in batch]})
+                return None
+
+        error: ParseError | None = None
+        parsed = parse(completions, structured, attempts[-1])
+        if parsed is not None:
+            return parsed, None
+        if structured:
+            fresh = [replace(r, sample_index=r.sample_index + 1) for r in stage.requests(record, structured=True)]
+            retried = await self._attempt(fresh, usage)
+            attempts.append("schema-resample")
+            if all(c.ok for c in retried) or stage.accepts_failures:
+                parsed = parse(retried, True, "schema-resample")
+                if parsed is not None:
+                    return parsed, None
+        else:
+            repair = stage.repair_requests(record, completions, error)  # type: ignore[arg-type]
+            if repair:
+                repaired = await self._attempt(repair, usage)
+                attempts.append("repair")
+                if all(c.ok for c in repaired) or stage.accepts_failures:
+                    parsed = parse(repaired, False, "repair")
+                    if parsed is not None:
+                        return parsed, None
+            if schema_fallback(self.structured, stage, self.backend):
+                constrained = await self._attempt(stage.requests(record, structured=True), usage)
+                attempts.append("schema")
+                if all(c.ok for c in constrained) or stage.accepts_failures:
+                    parsed = parse(constrained, True, "schema")
+                    if parsed is not None:
+                        return parsed, None
+        assert error is not None
+        detail = "; ".join(f"{t['attempt']}: {t['reason']}" for t in tried)
+        if error.detail:
+            detail += f" ({error.detail})"
+        return [], Rejection(stage.name, error.reason, detail, record, outputs=tried)
 
     def _annotate(self, out: Record, usage: Usage, attempts: list[str]) -> None:
         stage = self.stage

@@ -16,7 +16,7 @@ from condor.stages.tasks import default_tasks, load_tasks, select_tasks
 SERVER_LEAVES = 20
 DEMO_LEAVES = 2
 DEMO_TASKS = ("domain_qa", "daily_chat", "creation")
-DEMO_MAX_TOKENS = 200
+DEMO_MAX_TOKENS = 320
 
 
 def effective_settings(cfg: RunConfig, explicit: set[str]) -> Settings:

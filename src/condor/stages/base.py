@@ -38,9 +38,14 @@ class Rejection:
     reason: str
     detail: str = ""
     record: Record = field(default_factory=dict)
+    #: What the model wrote on each attempt (text, repair, schema), so a rejection can be inspected.
+    outputs: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"stage": self.stage, "reason": self.reason, "detail": self.detail, "record": self.record}
+        out = {"stage": self.stage, "reason": self.reason, "detail": self.detail, "record": self.record}
+        if self.outputs:
+            out["outputs"] = self.outputs
+        return out
 
 
 class Stage(ABC):

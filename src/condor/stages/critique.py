@@ -43,7 +43,8 @@ _HEADINGS = {
 SCHEMA: dict[str, Any] = {
     "title": "critique",
     "type": "object",
-    "properties": {name: {"type": "string"} for name in SECTIONS},
+    # Bounded so that constrained decoding finishes the JSON within a modest max_tokens.
+    "properties": {name: {"type": "string", "maxLength": 700} for name in SECTIONS},
     "required": list(SECTIONS),
     "additionalProperties": False,
 }

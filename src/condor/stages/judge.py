@@ -56,7 +56,7 @@ SCHEMA: dict[str, Any] = {
     "title": "grade",
     "type": "object",
     "properties": {
-        "reason": {"type": "string"},
+        "reason": {"type": "string", "maxLength": 400},
         "score": {"type": "integer", "minimum": 1, "maximum": 10},
     },
     "required": ["reason", "score"],

@@ -81,7 +81,8 @@ _CLOSING = re.compile(
 SCHEMA: dict[str, Any] = {
     "title": "questions",
     "type": "object",
-    "properties": {level: {"type": "string"} for level in DIFFICULTIES},
+    # Bounded lengths keep constrained decoding from running into max_tokens mid-JSON (small models ramble).
+    "properties": {level: {"type": "string", "minLength": 10, "maxLength": 500} for level in DIFFICULTIES},
     "required": list(DIFFICULTIES),
     "additionalProperties": False,
 }

@@ -181,8 +181,11 @@ def _attach(
         if len(name) > MAX_NAME_CHARS:
             report.problems.append(TreeProblem(path, "name_too_long", name[:60] + "..."))
             continue
-        if siblings.offer(name) is not None:
+        twin = siblings.offer(name)
+        if twin is not None:
+            # Kept in the report, not silently dropped: a model that only repeats its parent shows up.
             report.duplicates += 1
+            report.problems.append(TreeProblem(path, "near_duplicate", f"{name!r} repeats {twin!r}"))
             continue
         child_path = tree.add(path, TreeNode(name=name, provenance=dict(provenance)))
         added.append(child_path)

@@ -1,0 +1,37 @@
+"""`condor run` end to end on the real embedded SmolLM2 model: what `make demo` does, smaller."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from condor.cli.main import app
+
+pytestmark = [pytest.mark.slow, pytest.mark.embedded]
+pytest.importorskip("llama_cpp", reason="the embedded extra is installed by `make test`")
+
+
+def test_refined_dataset_on_the_embedded_model(tmp_path):
+    out = tmp_path / "demo"
+    args = ["run", "-o", str(out), "--leaves", "1", "--tasks", "domain_qa,daily_chat", "--max-tokens", "160", "--quiet"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    sft = [json.loads(line) for line in (out / "sft.jsonl").read_text().splitlines()]
+    rejected = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
+    manifest = json.loads((out / "manifest.json").read_text())
+    questions = manifest["stages"]["questions"]
+    # Every question is accounted for: in the dataset or rejected with a reason.
+    assert len(sft) + len(rejected) == questions["records"] + questions["rejections"]
+    assert all(r["reason"] and r["stage"] for r in rejected)
+    assert sft, "the tiny model produced no usable record at all"
+    for row in sft:
+        meta = row["meta"]
+        assert meta["models"]["answerer"].startswith("embedded:SmolLM2-135M")
+        assert meta["chosen"]["version"] < len(meta["versions"])
+        assert row["messages"][1]["content"] == meta["versions"][meta["chosen"]["version"]]["answer"]
+    assert any(len(row["meta"]["versions"]) == 2 for row in sft) or any(
+        note["stage"].startswith(("critique", "refine")) for row in sft for note in row["meta"].get("refine_notes", [])
+    )
+    # A rerun of the finished pipeline is answered without loading work again.
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and json.loads((out / "manifest.json").read_text())["stages"] == manifest["stages"]
