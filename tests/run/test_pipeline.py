@@ -102,3 +102,27 @@ def test_refine_an_existing_dataset_with_bad_lines(tmp_path, fake_server):
 def test_refine_without_void_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(app, ["refine", "-o", str(tmp_path / "nothing"), "--base-url", "http://127.0.0.1:9/v1", "--model", "m"])
     assert result.exit_code == 2 and "condor void" in result.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--tasks", "nosuch"], "unknown task type 'nosuch'"),
+        (["--select", "random"], "pipeline.select"),
+        (["--lang", "fr"], "pipeline.lang"),
+        (["--tree", "missing-tree.yaml"], "no such tree file"),
+    ],
+)
+def test_bad_pipeline_settings_are_one_line_errors(tmp_path, fake_server, args, message):
+    result = CliRunner().invoke(app, ["run", "-o", str(tmp_path / "o"), *server_args(fake_server), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert fake_server.request_count == 0
+
+
+def test_changed_plan_settings_are_refused_on_resume(tmp_path, fake_server):
+    fake_server.responder = respond
+    out = str(tmp_path / "o")
+    run_cli("void", "-o", out, "--leaves", "1", "--tasks", "view", *server_args(fake_server))
+    result = CliRunner().invoke(app, ["void", "-o", out, "--leaves", "2", "--tasks", "view", *server_args(fake_server)])
+    assert result.exit_code == 2 and "different plan" in result.output

@@ -33,22 +33,12 @@ def _root(
 
 
 def _register() -> None:
-    # Imported here so that a broken optional group cannot break the others at import time.
-    from condor.cli import generate
+    # Command modules keep their heavy imports inside the commands, so registering them all is cheap.
+    from condor.cli import generate, pipeline, tree
 
     generate.register(app)
-    try:
-        from condor.cli import tree
-    except ImportError:  # pragma: no cover - tree group not built yet
-        pass
-    else:
-        tree.register(app)
-    try:
-        from condor.cli import pipeline
-    except ImportError:  # pragma: no cover - pipeline group not built yet
-        pass
-    else:
-        pipeline.register(app)
+    pipeline.register(app)
+    tree.register(app)
 
 
 _register()

@@ -39,6 +39,7 @@ def run_job(job: Callable[[], Awaitable[T]]) -> T:
     from condor.llm.cache import CacheError
     from condor.run.batch import InputError
     from condor.run.store import RunStoreError
+    from condor.tree.model import TreeError
 
     expected: tuple[type[BaseException], ...] = (
         BackendUnavailable,
@@ -46,27 +47,15 @@ def run_job(job: Callable[[], Awaitable[T]]) -> T:
         CacheError,
         InputError,
         RunStoreError,
+        TreeError,
     )
-    extra = _extra_expected()
     try:
         return asyncio.run(job())
-    except expected + extra as exc:  # type: ignore[misc]
+    except expected as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted; run the same command again to resume where it stopped", code=130)
     raise AssertionError("unreachable")
-
-
-def _extra_expected() -> tuple[type[BaseException], ...]:
-    # Errors of optional subsystems are mapped too when those subsystems exist.
-    found: list[type[BaseException]] = []
-    try:
-        from condor.tree.model import TreeError  # type: ignore[attr-defined]
-
-        found.append(TreeError)
-    except ImportError:
-        pass
-    return tuple(found)
 
 
 def describe_usage(stats: dict[str, Any]) -> str:
