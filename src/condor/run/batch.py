@@ -153,7 +153,8 @@ async def generate_batch(
     if retry_failed or not store.is_complete():
         store.clear_complete()
         runner = StageRunner(GenerateStage(), backend, store, board=board, retry_failed=retry_failed)
-        count = sum(1 for _ in read_prompts(prompts))
+        with prompts.open("rb") as handle:  # a cheap count for the progress bar: no JSON parsing
+            count = sum(1 for raw in handle if raw.strip())
         outcome = await runner.run(records(), total=count)
         stage_entry = run.manifest["stages"].setdefault(STAGE_NAME, {})
         stage_entry.update(outcome.as_dict())
