@@ -3,7 +3,6 @@
 import sqlite3
 
 import pytest
-from fake_server import FakeChatServer
 from scripted_backend import ScriptedBackend
 
 from condor.llm.base import ChatRequest, Completion, request_key

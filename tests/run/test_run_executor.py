@@ -2,7 +2,6 @@
 
 import asyncio
 
-import pytest
 from scripted_backend import ScriptedBackend
 
 from condor.llm.base import ChatRequest, Completion

@@ -1,7 +1,6 @@
 """The run directory: atomic units, torn-tail repair, corruption errors, manifest format checks."""
 
 import json
-import os
 
 import pytest
 

@@ -124,7 +124,7 @@ class CachedBackend(LLMBackend):
         missing = [i for i, c in enumerate(results) if c is None]
         if missing:
             fresh = await self.inner.generate([requests[i] for i in missing])
-            for i, completion in zip(missing, fresh):
+            for i, completion in zip(missing, fresh, strict=True):
                 results[i] = completion
                 self.cache.put(keys[i], completion)
         return results  # type: ignore[return-value]

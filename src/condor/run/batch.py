@@ -16,13 +16,13 @@ import json
 from array import array
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 from condor.llm.base import ChatRequest, Completion, LLMBackend
 from condor.run.executor import StageOutcome, StageRunner
 from condor.run.progress import ProgressBoard
 from condor.run.store import RunDirectory, atomic_write_lines, dumps
-from condor.stages.base import ParseError, Record, Stage
+from condor.stages.base import Record, Stage
 
 STAGE_NAME = "generate"
 VALID_ROLES = {"system", "user", "assistant", "tool", "developer"}

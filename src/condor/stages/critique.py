@@ -26,7 +26,7 @@ from condor.stages.markers import (
     read_sections,
     strip_reasoning,
 )
-from condor.stages.prompting import chat, language_of, question_of, render, reply_text, repair_request, versions_of
+from condor.stages.prompting import language_of, question_of, render, repair_first, reply_text, stage_request, versions_of
 
 SECTIONS = ("strengths", "weaknesses", "suggestions")
 _WORDS = {
@@ -56,6 +56,7 @@ class CritiqueStage(Stage):
     role = "critic"
     version = "1"
     has_schema = True
+    prompt_name = "critique"
 
     def __init__(self, round: int, max_tokens: int | None = None, temperature: float | None = None) -> None:
         if round < 1:
@@ -76,11 +77,9 @@ class CritiqueStage(Stage):
             format=render("critique", language, "json_format" if structured else "text_format"),
         )
         return [
-            ChatRequest(
-                messages=chat(render("critique", language, "system"), user),
-                max_tokens=self.max_tokens,
-                temperature=self.temperature,
-                json_schema=SCHEMA if structured else None,
+            stage_request(
+                "critique", language, user, schema=SCHEMA, structured=structured,
+                max_tokens=self.max_tokens, temperature=self.temperature,
             )
         ]
 
@@ -93,10 +92,7 @@ class CritiqueStage(Stage):
     def repair_requests(
         self, record: Record, completions: list[Completion], error: ParseError
     ) -> list[ChatRequest] | None:
-        if not completions or completions[0].text is None:
-            return None
-        original = self.requests(record)[0]
-        return [repair_request(original, completions[0].text, error, "critique", language_of(record))]
+        return repair_first(self, record, completions, error)
 
 
 def read_text_critique(text: str) -> dict[str, str]:

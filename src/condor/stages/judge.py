@@ -111,7 +111,7 @@ class JudgeStage(Stage):
         # (a cache hit when the run has a cache), the others get a repair turn.
         language = language_of(record)
         out = []
-        for request, completion in zip(self.requests(record), completions):
+        for request, completion in zip(self.requests(record), completions, strict=True):
             try:
                 read_grade(completion.text, structured=False)
             except ParseError as exc:

@@ -87,6 +87,33 @@ def chat(system: str | None, user: str) -> list[dict[str, str]]:
     return messages
 
 
+def stage_request(
+    stage: str,
+    language: str,
+    user: str,
+    *,
+    schema: dict[str, Any] | None,
+    structured: bool,
+    max_tokens: int | None,
+    temperature: float | None,
+) -> ChatRequest:
+    """A stage's usual single-turn request: its system prompt, ``user``, and ``schema`` in structured mode."""
+    return ChatRequest(
+        messages=chat(render(stage, language, "system"), user),
+        max_tokens=max_tokens,
+        temperature=temperature,
+        json_schema=schema if structured else None,
+    )
+
+
+def repair_first(stage: Any, record: Record, completions: list[Completion], error: ParseError) -> list[ChatRequest] | None:
+    """The repair of a one-request stage: its text-mode request followed by the reply that failed."""
+    if not completions or completions[0].text is None:
+        return None
+    original = stage.requests(record)[0]
+    return [repair_request(original, completions[0].text, error, stage.prompt_name, language_of(record))]
+
+
 def repair_request(
     original: ChatRequest, bad_reply: str, error: ParseError, stage: str, language: str
 ) -> ChatRequest:

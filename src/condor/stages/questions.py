@@ -39,7 +39,7 @@ from condor.stages.markers import (
     read_either,
     strip_reasoning,
 )
-from condor.stages.prompting import chat, language_of, render, reply_text, repair_request
+from condor.stages.prompting import language_of, render, repair_first, reply_text, stage_request
 from condor.stages.tasks import TaskType
 
 DIFFICULTIES = ("easy", "medium", "hard")
@@ -95,6 +95,7 @@ class QuestionStage(Stage):
     version = "1"
     role = "question_writer"
     has_schema = True
+    prompt_name = "questions"
 
     def __init__(
         self,
@@ -147,11 +148,9 @@ class QuestionStage(Stage):
             format=render("questions", language, "json_format" if structured else "text_format"),
         )
         return [
-            ChatRequest(
-                messages=chat(render("questions", language, "system"), user),
-                max_tokens=self.max_tokens,
-                temperature=self.temperature,
-                json_schema=SCHEMA if structured else None,
+            stage_request(
+                "questions", language, user, schema=SCHEMA, structured=structured,
+                max_tokens=self.max_tokens, temperature=self.temperature,
             )
         ]
 
@@ -170,10 +169,7 @@ class QuestionStage(Stage):
     def repair_requests(
         self, record: Record, completions: list[Completion], error: ParseError
     ) -> list[ChatRequest] | None:
-        if not completions or completions[0].text is None:
-            return None
-        original = self.requests(record)[0]
-        return [repair_request(original, completions[0].text, error, "questions", language_of(record))]
+        return repair_first(self, record, completions, error)
 
 
 def _clean_question(text: str, trim_closing: bool) -> str:

@@ -30,7 +30,7 @@ from condor.stages.markers import (
     read_section_parts,
     strip_reasoning,
 )
-from condor.stages.prompting import chat, language_of, question_of, render, reply_text, repair_request, versions_of
+from condor.stages.prompting import language_of, question_of, render, repair_first, reply_text, stage_request, versions_of
 
 _ANSWER = rf"(?:(?:improved|revised|refined|better|new|final|updated){SEP})?answer"
 _ANSWER_ZH = r"改进后?的?(?:回答|答案)|(?:回答|答案)"
@@ -53,6 +53,7 @@ class RefineStage(Stage):
     role = "refiner"
     version = "1"
     has_schema = True
+    prompt_name = "refine"
 
     def __init__(self, round: int, max_tokens: int | None = None, temperature: float | None = None) -> None:
         if round < 1:
@@ -89,11 +90,9 @@ class RefineStage(Stage):
             format=render("refine", language, "json_format" if structured else "text_format"),
         )
         return [
-            ChatRequest(
-                messages=chat(render("refine", language, "system"), user),
-                max_tokens=self.max_tokens,
-                temperature=self.temperature,
-                json_schema=SCHEMA if structured else None,
+            stage_request(
+                "refine", language, user, schema=SCHEMA, structured=structured,
+                max_tokens=self.max_tokens, temperature=self.temperature,
             )
         ]
 
@@ -111,10 +110,7 @@ class RefineStage(Stage):
     def repair_requests(
         self, record: Record, completions: list[Completion], error: ParseError
     ) -> list[ChatRequest] | None:
-        if not completions or completions[0].text is None:
-            return None
-        original = self.requests(record)[0]
-        return [repair_request(original, completions[0].text, error, "refine", language_of(record))]
+        return repair_first(self, record, completions, error)
 
 
 def read_text_answer(text: str) -> str:

@@ -175,7 +175,7 @@ async def _place_with_model(
     decided: list[Placement] = []
     fallback: list[str] = []
     second: list[tuple[str, Path, list[Path]]] = []
-    for topic, completion in zip(topics, first):
+    for topic, completion in zip(topics, first, strict=True):
         choice = _read_choice(completion, len(domains), topic, report)
         if choice is False:
             fallback.append(topic)
@@ -195,7 +195,7 @@ async def _place_with_model(
                 for t, domain, branches in second
             ]
         )
-        for (topic, domain, branches), completion in zip(second, answers):
+        for (topic, domain, branches), completion in zip(second, answers, strict=True):
             choice = _read_choice(completion, len(branches), topic, report)
             # The domain is already known to fit, so an unusable second answer still files it there.
             parent = branches[choice - 1] if choice else domain
@@ -229,7 +229,7 @@ def _place_with_embeddings(
         report.problems.append(TreeProblem((), "embeddings_unavailable", str(exc)))
         report.review.extend(Placement(t, None, "none", reason=f"no model placement and {exc}") for t in topics)
         return
-    for topic, (index, score) in zip(topics, matches):
+    for topic, (index, score) in zip(topics, matches, strict=True):
         if score >= threshold:
             report.placed.append(Placement(topic, candidates[index], "embedding", score))
         else:

@@ -145,7 +145,7 @@ async def expand_tree(
         report.requests += len(requests)
         provenance = {"origin": "model", "model": backend.identity, "added": utc_now(), "operation": "expand"}
         next_frontier: list[Path] = []
-        for path, completion in zip(frontier, completions):
+        for path, completion in zip(frontier, completions, strict=True):
             if not completion.ok:
                 report.problems.append(TreeProblem(path, "backend_error", completion.error or "no text"))
                 continue

@@ -47,7 +47,7 @@ class NestedReader:
                 self._attach(nodes, node, path, key_line)
             return nodes
         if isinstance(value, Items):
-            for item, item_line in zip(value, value.lines):
+            for item, item_line in zip(value, value.lines, strict=False):
                 item_line = item_line or line
                 if isinstance(item, Pairs):
                     for node in self.children(item, path, item_line):
