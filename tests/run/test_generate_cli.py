@@ -206,3 +206,24 @@ def test_2000_prompts_with_5pct_faults_killed_and_resumed(tmp_path):
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=10)
+
+
+def test_server_outage_stops_cleanly_and_the_rerun_completes(tmp_path, fake_server):
+    prompts = tmp_path / "prompts.jsonl"
+    write_prompts(prompts, 200)
+    config = tmp_path / "c.yaml"
+    config.write_text("llm:\n  max_retries: 0\n  concurrency: 4\n")
+    fake_server.fail_rate, fake_server.fail_kinds = 1.0, ["drop"]
+    out = str(tmp_path / "out")
+    result = CliRunner().invoke(app, ["generate", str(prompts), "-o", out, "-c", str(config), *backend_args(fake_server)])
+    assert result.exit_code == 2 and "seems down" in result.output, result.output
+    assert not (tmp_path / "out" / "output.jsonl").exists()
+    sent_during_outage = fake_server.request_count
+    assert sent_during_outage < 100
+
+    fake_server.fail_rate = 0.0
+    assert invoke(str(prompts), "-o", out, "-c", str(config), *backend_args(fake_server)).exit_code == 0
+    rows = read_output(tmp_path / "out")
+    assert len(rows) == 200 and not any(r.get("error") for r in rows)
+    # Everything failed during the outage, so all 200 are sent once more, and nothing beyond that.
+    assert fake_server.request_count == sent_during_outage + 200

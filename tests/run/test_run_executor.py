@@ -2,6 +2,8 @@
 
 import asyncio
 
+import pytest
+
 from scripted_backend import ScriptedBackend
 
 from condor.llm.base import ChatRequest, Completion
@@ -186,3 +188,30 @@ async def test_rejection_keeps_every_attempts_output(tmp_path):
     (rejection,) = store.iter_rejections()
     assert [o["attempt"] for o in rejection["outputs"]] == ["text", "repair", "schema"]
     assert rejection["outputs"][2]["text"] == ["garbage json"]
+
+
+async def test_an_outage_stops_the_stage_and_resume_resends_transport_failures(tmp_path):
+    from condor.llm.base import BackendUnavailable
+
+    down = ScriptedBackend(lambda r: Completion.failed("connection error: refused", retries=6, transient=True),
+                           concurrency=2)
+    store = RunDirectory(tmp_path).stage("upper")
+    runner = StageRunner(UpperStage(), down, store, outage_after=10)
+    with pytest.raises(BackendUnavailable, match="10 requests in a row failed"):
+        await runner.run(records(100))
+    assert len(down.calls) < 30  # stopped soon after the streak, not after 100 failures
+    assert len(list(store.iter_failures())) >= 10
+
+    healthy = ScriptedBackend(lambda r: "OK:back")
+    store, outcome = await run(tmp_path, healthy, records(100))
+    assert len(list(store.iter_records())) == 100 and list(store.iter_failures()) == []
+
+
+async def test_permanent_failures_are_not_resent_on_resume(tmp_path):
+    answers = iter([Completion.failed("http 400: bad request")] + ["OK:fine"] * 10)
+    backend = ScriptedBackend(lambda r: next(answers), concurrency=1)
+    store = RunDirectory(tmp_path).stage("upper")
+    await StageRunner(UpperStage(), backend, store, window=1).run(records(3))
+    again = ScriptedBackend(lambda r: "OK:again")
+    await StageRunner(UpperStage(), again, store).run(records(3))
+    assert again.calls == []  # a 400 is the request's fault: only --retry-failed sends it again

@@ -98,6 +98,9 @@ class Completion:
     retries: int = 0
     model: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The failure was transport-level (connection, timeout, 5xx) after every retry: the server, not
+    #: the request, is the likely problem, so a later run may well succeed.
+    transient: bool = False
 
     @property
     def ok(self) -> bool:
@@ -114,8 +117,8 @@ class Completion:
         }
 
     @classmethod
-    def failed(cls, error: str, retries: int = 0) -> "Completion":
-        return cls(text=None, error=error, retries=retries)
+    def failed(cls, error: str, retries: int = 0, transient: bool = False) -> "Completion":
+        return cls(text=None, error=error, retries=retries, transient=transient)
 
 
 class LLMBackend(ABC):

@@ -297,7 +297,7 @@ class OpenAIBackend(LLMBackend):
             except _Transient as failure:
                 if retries >= self.max_retries:
                     suffix = f" (gave up after {retries} retries)" if retries else ""
-                    return Completion.failed(self._scrub(failure.message) + suffix, retries=retries)
+                    return Completion.failed(self._scrub(failure.message) + suffix, retries=retries, transient=True)
                 delay = random.uniform(0.0, min(self.backoff_cap, self.backoff_base * 2**retries))
                 if failure.retry_after is not None:
                     delay = max(delay, min(failure.retry_after, self.backoff_cap))

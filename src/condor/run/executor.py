@@ -86,6 +86,7 @@ class StageRunner:
         window: int | None = None,
         board: ProgressBoard | None = None,
         retry_failed: bool = False,
+        outage_after: int | None = None,
     ) -> None:
         self.stage = stage
         self.backend = backend
@@ -94,6 +95,9 @@ class StageRunner:
         self.window = window or max(4, backend.concurrency * 2)
         self.board = board or ProgressBoard(quiet=True)
         self.retry_failed = retry_failed
+        # This many inputs in a row failing at the transport level (after the backend's own retries)
+        # means the server is down: stop, rather than record the whole rest of the run as failures.
+        self.outage_after = outage_after or max(32, self.window)
 
     async def _attempt(self, requests, usage: Usage) -> list[Completion]:
         completions = await self.backend.generate(requests)
@@ -115,6 +119,8 @@ class StageRunner:
                 # Marked as a failure either way, so that --retry-failed finds it again; the input is
                 # kept so that the failure can be reported (and carried on) with its whole record.
                 unit["error"] = failed[0].error or "no text in completion"
+                if all(c.transient for c in failed):
+                    unit["transient"] = True
                 if not stage.accepts_failures:
                     unit["input"] = record
             if not failed or stage.accepts_failures:
@@ -208,12 +214,15 @@ class StageRunner:
         started = time.monotonic()
         self._usage = Usage()
         self.store.open()
-        done = self.store.done_ids(include_failed=not self.retry_failed)
+        # Units that failed at the transport level are sent again: this executor only runs an unfinished
+        # stage (or one the user asked to retry), and such failures usually mean the server was down.
+        done = self.store.done_ids(include_failed=not self.retry_failed, include_transient=False)
         outcome = StageOutcome(self.stage.name)
         progress = StageProgress(self.stage.name, total, resumed=0)
         pending: set[asyncio.Task] = set()
         slots = asyncio.Semaphore(self.window)
         fatal: list[BaseException] = []
+        streak = [0]  # consecutive transport failures (a list so the callback can update it)
 
         def finished(task: asyncio.Task) -> None:
             pending.discard(task)
@@ -226,6 +235,13 @@ class StageRunner:
                 return
             unit = task.result()
             self.store.append(unit)
+            streak[0] = streak[0] + 1 if unit.get("transient") else 0
+            if streak[0] >= self.outage_after:
+                fatal.append(BackendUnavailable(
+                    f"{streak[0]} requests in a row failed at {self.backend.identity.split(':', 1)[-1]} "
+                    f"(last error: {unit.get('error')}); the server seems down. Finished work is saved: "
+                    "rerun the same command to resume, and the failed items will be sent again."
+                ))
             progress.done += 1
             outcome.records += len(unit["records"])
             outcome.rejections += len(unit["rejections"])

@@ -121,11 +121,15 @@ class StageStore:
                     ) from None
                 yield unit
 
-    def done_ids(self, *, include_failed: bool = True) -> set[str]:
-        """Input ids that already have a unit (optionally not counting backend failures)."""
+    def done_ids(self, *, include_failed: bool = True, include_transient: bool = True) -> set[str]:
+        """Input ids whose latest unit exists, optionally not counting failures (all, or transport-level)."""
         done: set[str] = set()
         for unit in self.iter_units():
-            if include_failed or not unit.get("error"):
+            failed = bool(unit.get("error"))
+            retry = failed and (not include_failed or (unit.get("transient") and not include_transient))
+            if retry:
+                done.discard(unit["input_id"])
+            else:
                 done.add(unit["input_id"])
         return done
 
