@@ -126,3 +126,27 @@ def test_changed_plan_settings_are_refused_on_resume(tmp_path, fake_server):
     run_cli("void", "-o", out, "--leaves", "1", "--tasks", "view", *server_args(fake_server))
     result = CliRunner().invoke(app, ["void", "-o", out, "--leaves", "2", "--tasks", "view", *server_args(fake_server)])
     assert result.exit_code == 2 and "different plan" in result.output
+
+
+def test_more_rounds_or_another_selection_later_reuse_finished_work(tmp_path, fake_server):
+    fake_server.responder = respond
+    out = tmp_path / "out"
+    base = ["run", "-o", str(out), "--leaves", "1", "--tasks", "view", *server_args(fake_server)]
+    run_cli(*base, "--rounds", "1")
+    first = fake_server.request_count
+    assert all(len(r["meta"]["versions"]) == 2 for r in read_jsonl(out / "sft.jsonl"))
+
+    run_cli(*base, "--rounds", "2")
+    rows = read_jsonl(out / "sft.jsonl")
+    assert rows and all(len(r["meta"]["versions"]) == 3 for r in rows)
+    assert all(r["meta"]["chosen"]["version"] == 2 for r in rows)
+    # Only the second round was new: one critique and one refinement per record.
+    assert fake_server.request_count == first + 2 * len(rows)
+
+    second = fake_server.request_count
+    run_cli(*base, "--rounds", "2", "--select", "best")
+    rows = read_jsonl(out / "sft.jsonl")
+    assert all(len(r["meta"]["scores"]) == 3 for r in rows)
+    assert fake_server.request_count == second + 3 * len(rows)  # only the judge calls
+    run_cli(*base, "--rounds", "2", "--select", "best")
+    assert fake_server.request_count == second + 3 * len(rows)

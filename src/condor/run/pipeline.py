@@ -21,6 +21,8 @@ pipeline early is written to ``rejected.jsonl`` with its stage and reason.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -92,9 +94,17 @@ class Pipeline:
     def _count(self, store: StageStore) -> int:
         return sum(1 for _ in store.iter_records())
 
-    async def _model_step(self, stage: Stage, inputs: Callable[[], Iterator[Record]], total: int) -> StageStore:
+    async def _model_step(
+        self, stage: Stage, inputs: Callable[[], Iterator[Record]], total: int, depends_on: Iterable[str] = ()
+    ) -> StageStore:
+        """Run (or resume) a model step; a finished one is skipped unless the steps it reads changed.
+
+        When an upstream step was redone (other filter settings, retried failures), the runner goes over
+        the inputs again: finished ones are skipped without a call, new ones are processed.
+        """
         store = self.run.stage(stage.name)
-        if store.is_complete() and not self.retry_failed:
+        key = self._step_key(depends_on, None)
+        if store.is_complete() and not self.retry_failed and self._finished_key(store) == key:
             return store
         store.clear_complete()
         backend = self.backends[stage.role]
@@ -116,13 +126,27 @@ class Pipeline:
         entry["usage"] = {k: previous.get(k, 0) + v for k, v in usage.items()}
         entry["template_version"] = stage.version
         entry["model"] = backend.identity
-        store.mark_complete(entry)
+        store.mark_complete({**entry, "key": key})
         self.run.save_manifest()
         return store
 
-    def _local_step(self, name: str, produce: Callable[[], Iterable[tuple[str, list[Record], list[dict]]]]) -> StageStore:
+    def _local_step(
+        self,
+        name: str,
+        produce: Callable[[], Iterable[tuple[str, list[Record], list[dict]]]],
+        *,
+        depends_on: Iterable[str] = (),
+        settings: Any = None,
+    ) -> StageStore:
+        """A model-free step, redone whenever its inputs or settings changed since it last finished.
+
+        The key is built from the completion markers of the steps it reads and its own settings, so
+        that e.g. a second run with ``--rounds 2`` selects among the new versions instead of reusing
+        the old selection.
+        """
         store = self.run.stage(name)
-        if store.is_complete() and not self.retry_failed:
+        key = self._step_key(depends_on, settings)
+        if store.is_complete() and not self.retry_failed and self._finished_key(store) == key:
             return store
         store.clear_complete()
         lines = (
@@ -132,9 +156,24 @@ class Pipeline:
         atomic_write_lines(store.units_path, lines)
         entry = self.run.manifest["stages"].setdefault(name, {})
         entry.update(self._summarise(store))
-        store.mark_complete(entry)
+        store.mark_complete({**entry, "key": key})
         self.run.save_manifest()
         return store
+
+    def _step_key(self, depends_on: Iterable[str], settings: Any) -> str:
+        markers = []
+        for upstream in depends_on:
+            path = self.run.stage(upstream).complete_path
+            markers.append(path.read_text(encoding="utf-8") if path.exists() else None)
+        blob = json.dumps({"upstream": markers, "settings": settings}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    @staticmethod
+    def _finished_key(store: StageStore) -> str | None:
+        try:
+            return json.loads(store.complete_path.read_text(encoding="utf-8")).get("key")
+        except (OSError, ValueError):
+            return None
 
     def _summarise(self, store: StageStore) -> dict[str, int]:
         units = records = rejections = failures = 0
@@ -155,14 +194,22 @@ class Pipeline:
             lambda: iter_plan(self.run),
             total,
         )
-        kept = self._local_step("question_filter", lambda: self._filter_questions(questions))
+        kept = self._local_step(
+            "question_filter",
+            lambda: self._filter_questions(questions),
+            depends_on=["questions"],
+            settings=[p.min_chars, p.max_chars, p.near_duplicate_threshold],
+        )
         answerer = self.cfg.backend_for("answerer")
         answers = await self._model_step(
             AnswerStage(max_tokens=answerer.max_tokens, temperature=answerer.temperature),
             kept.iter_records,
             self._count(kept),
+            depends_on=["question_filter"],
         )
-        self._local_step(VOID_BASE, lambda: self._filter_answers(answers))
+        self._local_step(
+            VOID_BASE, lambda: self._filter_answers(answers), depends_on=["answer"], settings=[p.min_chars, p.max_chars]
+        )
 
     def _filter_questions(self, questions: StageStore) -> Iterator[tuple[str, list[Record], list[dict]]]:
         # Sorted by id so that which copy of a duplicate survives does not depend on completion order.
@@ -194,7 +241,7 @@ class Pipeline:
         from condor.run.importer import import_units
 
         self.run.bind_inputs("refine_input", fingerprint(path))
-        self._local_step(IMPORT_BASE, lambda: import_units(path))
+        self._local_step(IMPORT_BASE, lambda: import_units(path), settings=fingerprint(path))
 
     # ------------------------------------------------------------------------------ Condor Refine
     async def refine(self, base: str = VOID_BASE) -> None:
@@ -203,25 +250,43 @@ class Pipeline:
         current = self.run.stage(base)
         current_inputs: Callable[[], Iterator[Record]] = current.iter_records
         total = self._count(current)
+        previous = base
         for round_ in range(1, settings.rounds + 1):
             critic, refiner = self.cfg.backend_for("critic"), self.cfg.backend_for("refiner")
             critiques = await self._model_step(
-                CritiqueStage(round_, max_tokens=critic.max_tokens, temperature=critic.temperature), current_inputs, total
+                CritiqueStage(round_, max_tokens=critic.max_tokens, temperature=critic.temperature),
+                current_inputs,
+                total,
+                depends_on=[previous],
             )
             refined = await self._model_step(
                 RefineStage(round_, max_tokens=refiner.max_tokens, temperature=refiner.temperature),
                 critiques.iter_records,
                 self._count(critiques),
+                depends_on=[critiques.name],
             )
             current_inputs = _carry(refined, [critiques, refined], round_)
+            previous = refined.name
         if settings.select == "best":
             judge_cfg = self.cfg.backend_for("judge")
             judged = await self._model_step(
-                JudgeStage(max_tokens=judge_cfg.max_tokens, temperature=judge_cfg.temperature), current_inputs, total
+                JudgeStage(max_tokens=judge_cfg.max_tokens, temperature=judge_cfg.temperature),
+                current_inputs,
+                total,
+                depends_on=[previous],
             )
             current_inputs = _carry(judged, [judged], None)
         allowed = {record["id"] for record in self.run.stage(base).iter_records()}
-        self._local_step("select", lambda: self._select(current_inputs(), allowed))
+        steps = [base] + [f"{kind}_{r}" for r in range(1, settings.rounds + 1) for kind in ("critique", "refine")]
+        if settings.select == "best":
+            steps.append("judge")
+        p = self.cfg.pipeline
+        self._local_step(
+            "select",
+            lambda: self._select(current_inputs(), allowed),
+            depends_on=steps,
+            settings=[settings.rounds, settings.select, base, p.min_chars, p.max_chars],
+        )
 
     def _select(self, records: Iterable[Record], allowed: set[str]) -> Iterator[tuple[str, list[Record], list[dict]]]:
         mode = self.settings.select
