@@ -92,7 +92,10 @@ class PipelineConfig(_Strict):
     )
     max_chars: int = Field(20000, ge=1, description="Longer questions or answers (in characters) are rejected.")
     near_duplicate_threshold: float = Field(0.8, gt=0, le=1, description="MinHash Jaccard threshold for near-duplicate questions.")
-    task_file: str | None = Field(None, description="YAML file adding or replacing task types.")
+    task_file: str | None = Field(None, description="YAML file of task types ({tasks: [{slug, name_en, ...}]}).")
+    task_file_mode: Literal["add", "replace"] = Field(
+        "add", description="Whether task_file adds to the seven default task types or replaces them."
+    )
     few_shot_file: str | None = Field(None, description="YAML/JSON file of example questions per domain.")
 
 

@@ -150,3 +150,23 @@ def test_more_rounds_or_another_selection_later_reuse_finished_work(tmp_path, fa
     assert fake_server.request_count == second + 3 * len(rows)  # only the judge calls
     run_cli(*base, "--rounds", "2", "--select", "best")
     assert fake_server.request_count == second + 3 * len(rows)
+
+
+def test_custom_task_types_from_the_config(tmp_path, fake_server):
+    fake_server.responder = respond
+    tasks = tmp_path / "tasks.yaml"
+    tasks.write_text(
+        "tasks:\n"
+        "  - slug: travel_planning\n"
+        "    name_en: Travel Planning\n"
+        "    name_zh: 旅行规划\n"
+        "    description_en: The user wants a concrete day-by-day plan for a trip with a budget.\n"
+    )
+    config = tmp_path / "run.yaml"
+    config.write_text(f"pipeline:\n  task_file: {tasks}\n  task_file_mode: replace\n  leaves: 1\n  rounds: 0\n")
+    out = tmp_path / "out"
+    run_cli("run", "-o", str(out), "-c", str(config), *server_args(fake_server))
+    rows = read_jsonl(out / "sft.jsonl")
+    assert len(rows) == 3 and {r["meta"]["task"] for r in rows} == {"travel_planning"}
+    assert "Travel Planning" in fake_server.request_log[0]["messages"][-1]["content"]
+    assert all(len(r["meta"]["versions"]) == 1 and r["meta"]["chosen"]["version"] == 0 for r in rows)

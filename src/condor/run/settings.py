@@ -24,7 +24,7 @@ def effective_settings(cfg: RunConfig, explicit: set[str]) -> Settings:
     p = cfg.pipeline
     tasks = default_tasks()
     if p.task_file:
-        tasks = load_tasks(p.task_file, replace=False)
+        tasks = load_tasks(p.task_file, replace=p.task_file_mode == "replace")
     notes: list[str] = []
     demo = cfg.backend_for("question_writer").backend == "embedded"
     leaves = p.leaves
