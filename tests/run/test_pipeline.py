@@ -170,3 +170,17 @@ def test_custom_task_types_from_the_config(tmp_path, fake_server):
     assert len(rows) == 3 and {r["meta"]["task"] for r in rows} == {"travel_planning"}
     assert "Travel Planning" in fake_server.request_log[0]["messages"][-1]["content"]
     assert all(len(r["meta"]["versions"]) == 1 and r["meta"]["chosen"]["version"] == 0 for r in rows)
+
+
+def test_api_key_never_reaches_the_run_directory(tmp_path, fake_server, monkeypatch):
+    fake_server.responder = respond
+    monkeypatch.setenv("CONDOR_PIPELINE_KEY", "sk-pipeline-secret-987")
+    out = tmp_path / "out"
+    run_cli("run", "-o", str(out), "--leaves", "1", "--tasks", "view", "--api-key-env", "CONDOR_PIPELINE_KEY",
+            *server_args(fake_server))
+    assert fake_server.last_headers["Authorization"] == "Bearer sk-pipeline-secret-987"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["llm"]["api_key_env"] == "CONDOR_PIPELINE_KEY"
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert b"sk-pipeline-secret-987" not in path.read_bytes(), path

@@ -137,6 +137,7 @@ async def generate_batch(
     """Run (or resume) batch generation and write ``out_dir/output.jsonl`` in input order."""
     run = RunDirectory(out_dir)
     run.bind_inputs("prompts", fingerprint(prompts))
+    run.manifest["backend"] = backend.identity
     store = run.stage(STAGE_NAME)
     invalid: dict[int, str] = {}
     total = 0

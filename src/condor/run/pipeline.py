@@ -85,6 +85,11 @@ class Pipeline:
         self.cfg = cfg
         self.settings = settings
         self.run = RunDirectory(out)
+        # The settings of the latest execution, for provenance (names of key variables, never keys).
+        self.run.manifest["config"] = cfg.model_dump(mode="json")
+        self.run.manifest["settings"] = {
+            "leaves": settings.leaves, "tasks": list(settings.tasks), "rounds": settings.rounds, "select": settings.select,
+        }
         self.backends = backends
         self.board = board or ProgressBoard(quiet=True)
         self.retry_failed = retry_failed
