@@ -30,9 +30,12 @@ class StageProgress:
         self.failures = 0
         self.rejections = 0
         self.started = time.monotonic()
+        self.finished: float | None = None
 
     def rates(self) -> tuple[float, float]:
-        elapsed = max(time.monotonic() - self.started, 1e-6)
+        # A finished stage keeps the rate it ran at, rather than decaying while later stages run.
+        end = self.finished if self.finished is not None else time.monotonic()
+        elapsed = max(end - self.started, 1e-6)
         return self.requests / elapsed, self.tokens / elapsed
 
 
@@ -82,13 +85,17 @@ class ProgressBoard:
     def track(self, stage: StageProgress) -> Iterator[StageProgress]:
         """Show a bar for ``stage`` while the block runs; call :meth:`refresh` to redraw counts."""
         if self._progress is None:
-            yield stage
+            try:
+                yield stage
+            finally:
+                stage.finished = time.monotonic()
             return
         task_id = self._progress.add_task(stage.name, total=stage.total, stage=stage, completed=stage.resumed)
         self._tracked[task_id] = stage
         try:
             yield stage
         finally:
+            stage.finished = time.monotonic()
             self.refresh()
             del self._tracked[task_id]
 
