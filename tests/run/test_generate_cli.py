@@ -56,6 +56,8 @@ def test_outputs_in_input_order_with_errors_recorded(tmp_path, fake_server):
     assert sum(1 for r in rows if r.get("error", "").startswith("http 400")) == 1
     ok = [r for r in rows[:30] if not r.get("error")]
     assert all(r["output"] == f"Echo: prompt number {r['line'] - 1}" for r in ok)
+    assert set(ok[0]) == {"id", "line", "output", "finish_reason", "usage", "model"}
+    assert set(ok[0]["usage"]) == {"prompt_tokens", "completion_tokens"}
     assert rows[30]["error"].startswith("invalid input: line 31: not valid JSON")
     assert "missing 'id'" in rows[31]["error"]
     assert rows[32]["output"] == "Echo: hi" and rows[32]["usage"]["prompt_tokens"] > 0

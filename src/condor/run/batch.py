@@ -93,6 +93,7 @@ class GenerateStage(Stage):
     version = "1"
     role = "answerer"
     accepts_failures = True
+    annotate = False  # output lines stay flat: id, output or error, finish_reason, usage, model
 
     def requests(self, record: Record, *, structured: bool = False) -> list[ChatRequest]:
         return [
@@ -112,6 +113,7 @@ class GenerateStage(Stage):
             "output": completion.text,
             "finish_reason": completion.finish_reason,
             "usage": {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens},
+            "model": completion.model,
         }
         if completion.error is not None:
             out["error"] = completion.error

@@ -135,8 +135,9 @@ class StageRunner:
             log.exception("stage %s failed on %s", stage.name, record.get("id"))
             unit["records"] = []
             unit["rejections"] = [Rejection(stage.name, "internal_error", repr(exc), record).to_dict()]
-        for out in unit["records"]:
-            self._annotate(out, usage, attempts)
+        if stage.annotate:
+            for out in unit["records"]:
+                self._annotate(out, usage, attempts)
         unit["usage"] = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
         progress.requests += usage.requests - usage.cached
         progress.tokens += usage.completion_tokens

@@ -63,6 +63,9 @@ class Stage(ABC):
     accepts_failures: bool = False
     #: Whether ``requests(..., structured=True)`` asks for JSON output with a schema.
     has_schema: bool = False
+    #: Whether the executor adds ``models``, ``templates`` and per-stage ``usage`` to output records
+    #: (pipeline records carry their history; flat outputs such as batch generation do not).
+    annotate: bool = True
 
     @abstractmethod
     def requests(self, record: Record, *, structured: bool = False) -> list[ChatRequest]:
