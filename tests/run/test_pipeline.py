@@ -184,3 +184,49 @@ def test_api_key_never_reaches_the_run_directory(tmp_path, fake_server, monkeypa
     for path in out.rglob("*"):
         if path.is_file():
             assert b"sk-pipeline-secret-987" not in path.read_bytes(), path
+
+
+def _accounting(out: Path) -> tuple[list[str], list[str]]:
+    sft = [r["meta"]["id"] for r in read_jsonl(out / "sft.jsonl")]
+    rejected = [r["id"] for r in read_jsonl(out / "rejected.jsonl") if r["stage"] != "questions"]
+    return sft, rejected
+
+
+def test_redone_filter_drops_stale_downstream_records(tmp_path, fake_server):
+    fake_server.responder = respond
+    out = tmp_path / "out"
+    args = ["run", "-o", str(out), "--leaves", "3", "--tasks", "view,creation", *server_args(fake_server)]
+    run_cli(*args)
+    sft, rejected = _accounting(out)
+    assert len(sft) == 18 and not rejected
+    config = tmp_path / "strict.yaml"
+    config.write_text("pipeline:\n  near_duplicate_threshold: 0.1\n")
+    before = fake_server.request_count
+    run_cli(*args, "-c", str(config))
+    sft, rejected = _accounting(out)
+    assert rejected and not set(sft) & set(rejected)  # every question in exactly one of the two files
+    assert len(sft) + len(rejected) == 18 and len(set(sft)) == len(sft)
+    assert fake_server.request_count == before  # fewer records; nothing to ask the model
+
+
+def test_retried_round_one_flows_into_round_two(tmp_path, fake_server):
+    failing = {"on": True}
+
+    def flaky_critic(body):
+        prompt = body["messages"][-1]["content"]
+        if failing["on"] and "[Strength Start]" in prompt:
+            return {"status": 400, "error": "critic unavailable"}
+        return respond(body)
+
+    fake_server.responder = flaky_critic
+    out = tmp_path / "out"
+    args = ["run", "-o", str(out), "--leaves", "1", "--tasks", "view", *server_args(fake_server)]
+    run_cli(*args, "--rounds", "1")
+    rows = read_jsonl(out / "sft.jsonl")
+    assert all(len(r["meta"]["versions"]) == 1 and r["meta"]["refine_notes"] for r in rows)
+    failing["on"] = False
+    run_cli(*args, "--rounds", "2")
+    run_cli(*args, "--rounds", "2", "--retry-failed")
+    rows = read_jsonl(out / "sft.jsonl")
+    assert rows and all([v["round"] for v in r["meta"]["versions"]] == [0, 1, 2] for r in rows)
+    assert all(not r["meta"].get("refine_notes") for r in rows)

@@ -89,8 +89,9 @@ def _execute(cfg, explicit, output: Path, quiet: bool, retry_failed: bool, steps
                 if refine_input is not None:
                     pipeline.import_dataset(refine_input)
                 if steps in ("refine", "run"):
-                    await pipeline.refine("imported" if refine_input is not None else "answer_filter")
-                    return pipeline.export()
+                    base = "imported" if refine_input is not None else "answer_filter"
+                    await pipeline.refine(base)
+                    return pipeline.export(base=base)
                 return pipeline.export(final="answer_filter", sft_name="void.jsonl")
         finally:
             await close_role_backends(backends)

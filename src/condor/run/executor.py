@@ -25,7 +25,7 @@ from typing import Any, Iterable
 
 from condor.llm.base import BackendUnavailable, Completion, LLMBackend, Usage
 from condor.run.progress import ProgressBoard, StageProgress
-from condor.run.store import StageStore
+from condor.run.store import RunStoreError, StageStore, record_hash
 from condor.stages.base import ParseError, Record, Rejection, Stage
 
 log = logging.getLogger(__name__)
@@ -105,11 +105,11 @@ class StageRunner:
             usage.add(completion)
         return completions
 
-    async def _process(self, record: Record, progress: StageProgress) -> dict[str, Any]:
+    async def _process(self, record: Record, progress: StageProgress, digest: str) -> dict[str, Any]:
         stage, usage = self.stage, Usage()
         structured = schema_first(self.structured, stage, self.backend)
         attempts: list[str] = []
-        unit: dict[str, Any] = {"input_id": record["id"], "records": [], "rejections": []}
+        unit: dict[str, Any] = {"input_id": record["id"], "input_hash": digest, "records": [], "rejections": []}
         try:
             requests = stage.requests(record, structured=structured)
             completions = await self._attempt(requests, usage)
@@ -217,7 +217,7 @@ class StageRunner:
         self.store.open()
         # Units that failed at the transport level are sent again: this executor only runs an unfinished
         # stage (or one the user asked to retry), and such failures usually mean the server was down.
-        done = self.store.done_ids(include_failed=not self.retry_failed, include_transient=False)
+        done = self.store.done_map(include_failed=not self.retry_failed, include_transient=False)
         outcome = StageOutcome(self.stage.name)
         progress = StageProgress(self.stage.name, total, resumed=0)
         pending: set[asyncio.Task] = set()
@@ -235,7 +235,13 @@ class StageRunner:
                 fatal.append(exc)
                 return
             unit = task.result()
-            self.store.append(unit)
+            try:
+                self.store.append(unit)
+            except (OSError, ValueError, TypeError) as exc:
+                # A unit that cannot be written (disk full, say) must stop the run: carrying on would
+                # mark the stage complete without it.
+                fatal.append(RunStoreError(f"cannot write to {self.store.units_path}: {exc}"))
+                return
             streak[0] = streak[0] + 1 if unit.get("transient") else 0
             if streak[0] >= self.outage_after:
                 fatal.append(BackendUnavailable(
@@ -258,14 +264,17 @@ class StageRunner:
             try:
                 for record in inputs:
                     outcome.inputs += 1
-                    if record["id"] in done:
+                    digest = record_hash(record)
+                    # Done means done for this very content: an input that changed upstream (a retried
+                    # refinement, say) is processed again, and its new unit supersedes the old one.
+                    if record["id"] in done and done[record["id"]] in (digest, None):
                         outcome.resumed += 1
                         progress.resumed += 1
                         continue
                     await slots.acquire()
                     if fatal:
                         break
-                    task = asyncio.create_task(self._process(record, progress))
+                    task = asyncio.create_task(self._process(record, progress, digest))
                     pending.add(task)
                     task.add_done_callback(finished)
                 while pending and not fatal:

@@ -33,9 +33,9 @@ from condor.filters.dedup import Deduplicator
 from condor.filters.quality import QualityFilter
 from condor.llm.base import LLMBackend
 from condor.run.executor import StageRunner
-from condor.run.plan import iter_plan, load_or_create_plan
+from condor.run.plan import PLAN_FILE, iter_plan, load_or_create_plan
 from condor.run.progress import ProgressBoard
-from condor.run.store import RunDirectory, StageStore, atomic_write_lines, dumps
+from condor.run.store import RunDirectory, StageStore, atomic_write_lines, dumps, record_hash
 from condor.stages.answers import AnswerStage
 from condor.stages.base import Record, Stage
 from condor.stages.critique import CritiqueStage
@@ -47,6 +47,8 @@ from condor.stages.tasks import TaskType
 
 VOID_BASE = "answer_filter"
 IMPORT_BASE = "imported"
+#: Condor Void's steps, in order; a record can leave the pipeline at any of them.
+VOID_STEPS = ("questions", "question_filter", "answer", VOID_BASE)
 
 
 @dataclass
@@ -67,6 +69,31 @@ class ExportSummary:
     preference: int
     rejected: int
     paths: dict[str, Path]
+
+
+@dataclass
+class StepView:
+    """A step's shard as the current run sees it.
+
+    ``current`` maps the step's present inputs to their content hashes; units of inputs that an
+    upstream step has since dropped or changed are not part of it (None: every latest unit is).
+    """
+
+    store: StageStore
+    current: dict[str, str | None] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.store.name
+
+    def records(self) -> Iterator[Record]:
+        return self.store.iter_records(self.current)
+
+    def rejections(self) -> Iterator[dict[str, Any]]:
+        return self.store.iter_rejections(self.current)
+
+    def failures(self) -> Iterator[dict[str, Any]]:
+        return self.store.iter_failures(self.current)
 
 
 class Pipeline:
@@ -94,14 +121,16 @@ class Pipeline:
         self.board = board or ProgressBoard(quiet=True)
         self.retry_failed = retry_failed
         self.quality = QualityFilter.from_config(cfg.pipeline)
+        self._views: dict[str, StepView] = {}
 
     # ------------------------------------------------------------------------------ building blocks
-    def _count(self, store: StageStore) -> int:
-        return sum(1 for _ in store.iter_records())
+    @staticmethod
+    def _count(view: "StepView") -> int:
+        return sum(1 for _ in view.records())
 
     async def _model_step(
         self, stage: Stage, inputs: Callable[[], Iterator[Record]], total: int, depends_on: Iterable[str] = ()
-    ) -> StageStore:
+    ) -> "StepView":
         """Run (or resume) a model step; a finished one is skipped unless the steps it reads changed.
 
         When an upstream step was redone (other filter settings, retried failures), the runner goes over
@@ -110,7 +139,7 @@ class Pipeline:
         store = self.run.stage(stage.name)
         key = self._step_key(depends_on, None)
         if store.is_complete() and not self.retry_failed and self._finished_key(store) == key:
-            return store
+            return self._view(store, inputs)
         store.clear_complete()
         backend = self.backends[stage.role]
         runner = StageRunner(
@@ -133,7 +162,12 @@ class Pipeline:
         entry["model"] = backend.identity
         store.mark_complete({**entry, "key": key})
         self.run.save_manifest()
-        return store
+        return self._view(store, inputs)
+
+    def _view(self, store: StageStore, inputs: Callable[[], Iterator[Record]]) -> "StepView":
+        view = StepView(store, {record["id"]: record_hash(record) for record in inputs()})
+        self._views[store.name] = view
+        return view
 
     def _local_step(
         self,
@@ -142,7 +176,7 @@ class Pipeline:
         *,
         depends_on: Iterable[str] = (),
         settings: Any = None,
-    ) -> StageStore:
+    ) -> "StepView":
         """A model-free step, redone whenever its inputs or settings changed since it last finished.
 
         The key is built from the completion markers of the steps it reads and its own settings, so
@@ -152,7 +186,7 @@ class Pipeline:
         store = self.run.stage(name)
         key = self._step_key(depends_on, settings)
         if store.is_complete() and not self.retry_failed and self._finished_key(store) == key:
-            return store
+            return self._local_view(store)
         store.clear_complete()
         lines = (
             dumps({"input_id": input_id, "records": records, "rejections": rejections, "seq": seq})
@@ -163,7 +197,13 @@ class Pipeline:
         entry.update(self._summarise(store))
         store.mark_complete({**entry, "key": key})
         self.run.save_manifest()
-        return store
+        return self._local_view(store)
+
+    def _local_view(self, store: StageStore) -> "StepView":
+        # A model-free step is rewritten whole, so everything in it is current.
+        view = StepView(store, None)
+        self._views[store.name] = view
+        return view
 
     def _step_key(self, depends_on: Iterable[str], settings: Any) -> str:
         markers = []
@@ -208,7 +248,7 @@ class Pipeline:
         answerer = self.cfg.backend_for("answerer")
         answers = await self._model_step(
             AnswerStage(max_tokens=answerer.max_tokens, temperature=answerer.temperature),
-            kept.iter_records,
+            kept.records,
             self._count(kept),
             depends_on=["question_filter"],
         )
@@ -216,9 +256,9 @@ class Pipeline:
             VOID_BASE, lambda: self._filter_answers(answers), depends_on=["answer"], settings=[p.min_chars, p.max_chars]
         )
 
-    def _filter_questions(self, questions: StageStore) -> Iterator[tuple[str, list[Record], list[dict]]]:
+    def _filter_questions(self, questions: "StepView") -> Iterator[tuple[str, list[Record], list[dict]]]:
         # Sorted by id so that which copy of a duplicate survives does not depend on completion order.
-        records = sorted(questions.iter_records(), key=lambda r: r["id"])
+        records = sorted(questions.records(), key=lambda r: r["id"])
         dedup = Deduplicator(threshold=self.cfg.pipeline.near_duplicate_threshold)
         for record in records:
             issue = self.quality.question_issue(record)
@@ -232,8 +272,8 @@ class Pipeline:
                 continue
             yield record["id"], [record], []
 
-    def _filter_answers(self, answers: StageStore) -> Iterator[tuple[str, list[Record], list[dict]]]:
-        for record in sorted(answers.iter_records(), key=lambda r: r["id"]):
+    def _filter_answers(self, answers: "StepView") -> Iterator[tuple[str, list[Record], list[dict]]]:
+        for record in sorted(answers.records(), key=lambda r: r["id"]):
             issue = self.quality.answer_issue(record)
             if issue is not None:
                 yield record["id"], [], [_rejection("answer_filter", issue.reason, issue.detail, record)]
@@ -252,8 +292,8 @@ class Pipeline:
     async def refine(self, base: str = VOID_BASE) -> None:
         """K critique/refine rounds over the records of step ``base``, then judging and selection."""
         settings = self.settings
-        current = self.run.stage(base)
-        current_inputs: Callable[[], Iterator[Record]] = current.iter_records
+        current = self._views.get(base) or self._local_view(self.run.stage(base))
+        current_inputs: Callable[[], Iterator[Record]] = current.records
         total = self._count(current)
         previous = base
         for round_ in range(1, settings.rounds + 1):
@@ -266,7 +306,7 @@ class Pipeline:
             )
             refined = await self._model_step(
                 RefineStage(round_, max_tokens=refiner.max_tokens, temperature=refiner.temperature),
-                critiques.iter_records,
+                critiques.records,
                 self._count(critiques),
                 depends_on=[critiques.name],
             )
@@ -281,7 +321,7 @@ class Pipeline:
                 depends_on=[previous],
             )
             current_inputs = _carry(judged, [judged], None)
-        allowed = {record["id"] for record in self.run.stage(base).iter_records()}
+        allowed = {record["id"] for record in current.records()}
         steps = [base] + [f"{kind}_{r}" for r in range(1, settings.rounds + 1) for kind in ("critique", "refine")]
         if settings.select == "best":
             steps.append("judge")
@@ -315,11 +355,15 @@ class Pipeline:
                 yield record["id"], [chosen], []
 
     # ------------------------------------------------------------------------------ export
-    def export(self, *, final: str = "select", sft_name: str = "sft.jsonl") -> ExportSummary:
-        """Write the dataset, the preference pairs and every rejection of this run."""
+    def export(self, *, final: str = "select", sft_name: str = "sft.jsonl", base: str = VOID_BASE) -> ExportSummary:
+        """Write the dataset, the preference pairs and every rejection of this run.
+
+        ``final`` is the step whose records make the dataset (``select``, or ``answer_filter`` for
+        Condor Void alone); ``base`` is where Condor Refine started (Void's results or an import).
+        """
         root = self.run.root
         final_store = self.run.stage(final)
-        records = sorted(final_store.iter_records(), key=lambda r: r["id"])
+        records = sorted(final_store.iter_records(), key=lambda r: r["id"])  # a model-free step: all current
         if final != "select":
             records = [{**r, "answer": r["versions"][-1]["answer"]} for r in records]
         sft = atomic_write_lines(root / sft_name, (dumps(sft_row(r)) for r in records))
@@ -327,7 +371,10 @@ class Pipeline:
         if final == "select":
             pairs = [row for row in (preference_row(r) for r in records) if row is not None]
             preference = atomic_write_lines(root / "preference.jsonl", (dumps(p) for p in pairs))
-        rejected = atomic_write_lines(root / "rejected.jsonl", (dumps(r) for r in self._all_rejections()))
+        steps = VOID_STEPS if base == VOID_BASE else (IMPORT_BASE,)
+        if final == "select":
+            steps = (*steps, "select")
+        rejected = atomic_write_lines(root / "rejected.jsonl", (dumps(r) for r in self._all_rejections(steps)))
         paths = {"sft": root / sft_name, "rejected": root / "rejected.jsonl"}
         if final == "select":
             paths["preference"] = root / "preference.jsonl"
@@ -336,32 +383,46 @@ class Pipeline:
         self.run.save_manifest()
         return ExportSummary(sft, preference, rejected, paths)
 
-    def _all_rejections(self) -> Iterator[dict[str, Any]]:
+    def _all_rejections(self, steps: tuple[str, ...]) -> Iterator[dict[str, Any]]:
         """Rejections and failures of the steps where a record leaves the pipeline (not carried ones)."""
-        for name in ("imported", "questions", "question_filter", "answer", "answer_filter", "select"):
-            store = self.run.stage(name)
-            if not store.units_path.exists():
+        for name in steps:
+            view = self._exported_view(name)
+            if view is None:
                 continue
-            for rejection in store.iter_rejections():
+            for rejection in view.rejections():
                 yield rejection_row(rejection)
-            for unit in store.iter_failures():
+            for unit in view.failures():
                 yield {"stage": name, "reason": "backend_error", "detail": unit.get("error", ""),
                        "id": unit["input_id"], "record": unit.get("input") or {}}
+
+    def _exported_view(self, name: str) -> StepView | None:
+        """The step as this run sees it, rebuilt from disk when this invocation did not run it."""
+        if name in self._views:
+            return self._views[name]
+        store = self.run.stage(name)
+        if not store.units_path.exists():
+            return None
+        if name == "questions" and (self.run.root / PLAN_FILE).exists():
+            return StepView(store, {r["id"]: record_hash(r) for r in iter_plan(self.run)})
+        if name == "answer":
+            kept = self._exported_view("question_filter")
+            return StepView(store, {r["id"]: record_hash(r) for r in kept.records()}) if kept else None
+        return StepView(store, None)
 
 
 def _rejection(stage: str, reason: str, detail: str, record: Record) -> dict[str, Any]:
     return {"stage": stage, "reason": reason, "detail": detail, "record": record}
 
 
-def _carry(store: StageStore, failed_in: list[StageStore], round_: int | None) -> Callable[[], Iterator[Record]]:
+def _carry(view: "StepView", failed_in: list["StepView"], round_: int | None) -> Callable[[], Iterator[Record]]:
     """Inputs for the next step: this step's outputs plus, unchanged, the records it could not process."""
 
     def records() -> Iterator[Record]:
-        yield from store.iter_records()
+        yield from view.records()
         for step in failed_in:
-            for rejection in step.iter_rejections():
+            for rejection in step.rejections():
                 yield _noted(rejection["record"], step.name, rejection.get("reason", ""), rejection.get("detail", ""), round_)
-            for unit in step.iter_failures():
+            for unit in step.failures():
                 if unit.get("input"):
                     yield _noted(unit["input"], step.name, "backend_error", unit.get("error", ""), round_)
 

@@ -17,6 +17,7 @@ name and renamed, so a reader never sees half of one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -66,7 +67,23 @@ def atomic_write_lines(path: Path, lines: Iterator[str]) -> int:
 
 
 def dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON that can always be written as UTF-8.
+
+    Text with lone surrogates (a model that split an emoji, a hand-made input with a bad escape) cannot
+    be encoded as UTF-8; such objects are written with ASCII escapes instead, which JSON readers accept.
+    """
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(obj, ensure_ascii=True, separators=(",", ":"))
+    return text
+
+
+def record_hash(record: Any) -> str:
+    """A fingerprint of a record's content, stored with its unit to notice inputs that changed."""
+    blob = json.dumps(record, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
+    return hashlib.sha1(blob.encode("ascii")).hexdigest()
 
 
 class StageStore:
@@ -107,57 +124,82 @@ class StageStore:
             handle.truncate(keep)
 
     def iter_units(self) -> Iterator[dict[str, Any]]:
+        """Every unit in file order (superseded ones included); unreadable lines are errors, not skipped."""
         if not self.units_path.exists():
             return
-        with self.units_path.open("r", encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.endswith("\n"):
-                    return  # torn tail of a crashed writer; cut off on the next append
-                try:
-                    unit = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise RunStoreError(
-                        f"{self.units_path}:{number}: unreadable unit ({exc.msg}); the file was edited or corrupted"
-                    ) from None
-                yield unit
+        try:
+            with self.units_path.open("r", encoding="utf-8") as handle:
+                for number, line in enumerate(handle, start=1):
+                    if not line.endswith("\n"):
+                        return  # torn tail of a crashed writer; cut off on the next append
+                    try:
+                        unit = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise RunStoreError(
+                            f"{self.units_path}:{number}: unreadable unit ({exc.msg}); the file was edited or corrupted"
+                        ) from None
+                    if not isinstance(unit, dict) or not isinstance(unit.get("input_id"), str):
+                        raise RunStoreError(
+                            f"{self.units_path}:{number}: not a unit (an object with a string 'input_id'); "
+                            "the file was edited or corrupted"
+                        )
+                    yield unit
+        except UnicodeDecodeError:
+            raise RunStoreError(f"{self.units_path}: not UTF-8 text; the file was edited or corrupted") from None
 
-    def done_ids(self, *, include_failed: bool = True, include_transient: bool = True) -> set[str]:
-        """Input ids whose latest unit exists, optionally not counting failures (all, or transport-level)."""
-        done: set[str] = set()
+    def done_map(self, *, include_failed: bool = True, include_transient: bool = True) -> dict[str, str | None]:
+        """``{input_id: input_hash}`` of inputs whose latest unit counts as done.
+
+        Failures can be left out (all of them, or only transport-level ones) so that they are sent again.
+        """
+        done: dict[str, str | None] = {}
         for unit in self.iter_units():
             failed = bool(unit.get("error"))
             retry = failed and (not include_failed or (unit.get("transient") and not include_transient))
             if retry:
-                done.discard(unit["input_id"])
+                done.pop(unit["input_id"], None)
             else:
-                done.add(unit["input_id"])
+                done[unit["input_id"]] = unit.get("input_hash")
         return done
 
-    def iter_records(self) -> Iterator[dict[str, Any]]:
-        """Output records in the order their units finished, last unit per input winning."""
-        latest = self._latest_units()
-        for unit in self.iter_units():
-            if latest.get(unit["input_id"]) == unit.get("seq"):
-                yield from unit.get("records", ())
+    def done_ids(self, *, include_failed: bool = True, include_transient: bool = True) -> set[str]:
+        return set(self.done_map(include_failed=include_failed, include_transient=include_transient))
 
-    def iter_rejections(self) -> Iterator[dict[str, Any]]:
-        latest = self._latest_units()
-        for unit in self.iter_units():
-            if latest.get(unit["input_id"]) == unit.get("seq"):
-                yield from unit.get("rejections", ())
+    def latest_units(self, current: dict[str, str | None] | None = None) -> Iterator[dict[str, Any]]:
+        """The latest unit of each input, in file order.
 
-    def iter_failures(self) -> Iterator[dict[str, Any]]:
-        latest = self._latest_units()
-        for unit in self.iter_units():
-            if unit.get("error") and latest.get(unit["input_id"]) == unit.get("seq"):
-                yield unit
-
-    def _latest_units(self) -> dict[str, int]:
-        # A failed unit may be retried (--retry-failed): the later unit for the same input supersedes it.
+        With ``current`` (``{input_id: input_hash}`` of the step's inputs as they are now), units of
+        inputs that are no longer there, or whose content has changed since, are left out: they belong
+        to an earlier state of the upstream step, not to this dataset.
+        """
         latest: dict[str, int] = {}
         for unit in self.iter_units():
             latest[unit["input_id"]] = unit.get("seq", 0)
-        return latest
+        for unit in self.iter_units():
+            input_id = unit["input_id"]
+            if latest.get(input_id) != unit.get("seq", 0):
+                continue
+            if current is not None:
+                if input_id not in current:
+                    continue
+                recorded, now = unit.get("input_hash"), current[input_id]
+                if recorded is not None and now is not None and recorded != now:
+                    continue
+            yield unit
+
+    def iter_records(self, current: dict[str, str | None] | None = None) -> Iterator[dict[str, Any]]:
+        """Output records of the latest units (see :meth:`latest_units`)."""
+        for unit in self.latest_units(current):
+            yield from unit.get("records", ())
+
+    def iter_rejections(self, current: dict[str, str | None] | None = None) -> Iterator[dict[str, Any]]:
+        for unit in self.latest_units(current):
+            yield from unit.get("rejections", ())
+
+    def iter_failures(self, current: dict[str, str | None] | None = None) -> Iterator[dict[str, Any]]:
+        for unit in self.latest_units(current):
+            if unit.get("error"):
+                yield unit
 
     # -- writing -------------------------------------------------------------------------------------
     def open(self) -> None:
