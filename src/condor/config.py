@@ -63,6 +63,9 @@ class BackendConfig(_Strict):
     def _check_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(f"base_url must start with http:// or https://, got {value!r}")
+        if value is not None and "@" in value.split("://", 1)[1].split("/", 1)[0]:
+            # user:password@host would end up in the model identity, the manifest and every record.
+            raise ValueError("base_url must not contain credentials; put the key in the variable named by api_key_env")
         return value.rstrip("/") if value else value
 
     def api_key(self) -> str | None:
@@ -143,6 +146,8 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
             text = source.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"{source}: cannot read config file ({exc.strerror or exc})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{source}: not UTF-8 text") from None
         try:
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:

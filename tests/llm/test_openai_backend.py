@@ -258,12 +258,25 @@ async def test_unreachable_server_raises_backend_unavailable():
 
 
 async def test_check_accepts_any_http_answer(fake_server):
-    async with make_backend(fake_server) as backend:
+    async with OpenAIBackend(fake_server.base_url, "fake-model") as backend:
         assert await backend.check() == ["fake-model"]
     # No /models under this prefix: a 404 still proves a server is there.
     other = OpenAIBackend(fake_server.base_url.replace("/v1", "/nothing"), "m")
     async with other:
         assert await other.check() == []
+
+
+async def test_check_refuses_a_model_the_server_does_not_list(fake_server):
+    async with OpenAIBackend(fake_server.base_url, "no-such-model") as backend:
+        with pytest.raises(BackendUnavailable, match="does not serve model 'no-such-model'; it lists: fake-model"):
+            await backend.check()
+
+
+async def test_wrong_key_or_model_fails_like_an_outage(fake_server):
+    fake_server.responder = lambda body: {"status": 401, "error": "bad key"}
+    async with make_backend(fake_server) as backend:
+        [completion] = await backend.generate([ask("x")])
+    assert completion.error.startswith("http 401") and completion.transient and completion.retries == 0
 
 
 # ------------------------------------------------------------------------------------ secrets

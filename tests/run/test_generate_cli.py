@@ -229,3 +229,82 @@ def test_server_outage_stops_cleanly_and_the_rerun_completes(tmp_path, fake_serv
     assert len(rows) == 200 and not any(r.get("error") for r in rows)
     # Everything failed during the outage, so all 200 are sent once more, and nothing beyond that.
     assert fake_server.request_count == sent_during_outage + 200
+
+
+def test_cache_key_includes_the_backends_defaults(tmp_path, fake_server):
+    prompts = tmp_path / "prompts.jsonl"
+    write_prompts(prompts, 3)
+    cache = str(tmp_path / "shared.sqlite")
+    invoke(str(prompts), "-o", str(tmp_path / "a"), "--cache", cache, "--max-tokens", "5", *backend_args(fake_server))
+    invoke(str(prompts), "-o", str(tmp_path / "b"), "--cache", cache, "--max-tokens", "900", *backend_args(fake_server))
+    assert fake_server.request_count == 6
+    assert [b["max_tokens"] for b in fake_server.request_log] == [5, 5, 5, 900, 900, 900]
+
+
+def test_half_an_emoji_from_the_model_or_the_input_is_not_a_lost_record(tmp_path, fake_server):
+    fake_server.responder = lambda body: "half an emoji \ud83d here"
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"id": 1, "prompt": "ok"}) + "\n" + '{"id": 2, "prompt": "bad \\ud800 input"}\n')
+    out = tmp_path / "out"
+    assert invoke(str(prompts), "-o", str(out), *backend_args(fake_server)).exit_code == 0
+    rows = read_output(out)
+    assert [r.get("error") for r in rows] == [None, None]
+    assert rows[0]["output"] == "half an emoji \ufffd here"
+    assert fake_server.request_log[1]["messages"][0]["content"] == "bad \ufffd input"
+
+
+def test_bad_per_line_options_are_recorded_for_that_line(tmp_path, fake_server):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("\n".join([
+        json.dumps({"id": "a", "prompt": "x", "seed": "seven"}),
+        json.dumps({"id": "b", "prompt": "y", "temperature": 9}),
+        json.dumps({"id": "c", "prompt": "z", "max_tokens": 16}),
+    ]) + "\n")
+    assert invoke(str(prompts), "-o", str(tmp_path / "o"), *backend_args(fake_server)).exit_code == 0
+    rows = read_output(tmp_path / "o")
+    assert "'seed' must be a number" in rows[0]["error"] and "'temperature'" in rows[1]["error"]
+    assert rows[2].get("error") is None and fake_server.request_log[0]["max_tokens"] == 16
+
+
+@pytest.mark.parametrize("damage", ["file_as_output", "corrupt_unit", "manifest_not_utf8"])
+def test_damaged_run_directories_are_one_line_errors(tmp_path, fake_server, damage):
+    prompts = tmp_path / "prompts.jsonl"
+    write_prompts(prompts, 3)
+    out = tmp_path / "out"
+    if damage == "file_as_output":
+        out.write_text("I am a file")
+    else:
+        invoke(str(prompts), "-o", str(out), *backend_args(fake_server))
+        (out / "stages" / "generate" / "complete.json").unlink()
+        if damage == "corrupt_unit":
+            with (out / "stages" / "generate" / "units.jsonl").open("a") as handle:
+                handle.write("[1, 2]\n")
+        else:
+            (out / "manifest.json").write_bytes(b"\xff\xfe not utf-8")
+    result = CliRunner().invoke(app, ["generate", str(prompts), "-o", str(out), *backend_args(fake_server)])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: ") and "Traceback" not in result.output
+
+
+def test_wrong_api_key_stops_the_run_and_the_fixed_rerun_completes(tmp_path, fake_server):
+    prompts = tmp_path / "prompts.jsonl"
+    write_prompts(prompts, 120)
+    config = tmp_path / "c.yaml"
+    config.write_text("llm:\n  concurrency: 4\n")
+    fake_server.responder = lambda body: {"status": 401, "error": "invalid key"}
+    out = str(tmp_path / "out")
+    result = CliRunner().invoke(app, ["generate", str(prompts), "-o", out, "-c", str(config), *backend_args(fake_server)])
+    assert result.exit_code == 2 and "http 401" in result.output and "seems down" in result.output
+    assert fake_server.request_count < 60
+    fake_server.responder = lambda body: "fine"
+    assert invoke(str(prompts), "-o", out, "-c", str(config), *backend_args(fake_server)).exit_code == 0
+    assert [r["output"] for r in read_output(tmp_path / "out")] == ["fine"] * 120
+
+
+def test_credentials_in_the_url_are_refused(tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    write_prompts(prompts, 1)
+    result = CliRunner().invoke(app, ["generate", str(prompts), "-o", str(tmp_path / "o"), "--base-url",
+                                      "http://bob:sk-LEAK99@127.0.0.1:9/v1", "--model", "m"])
+    assert result.exit_code == 2 and "must not contain credentials" in result.output
+    assert "sk-LEAK99" not in result.output

@@ -53,6 +53,9 @@ def run_job(job: Callable[[], Awaitable[T]]) -> T:
         return asyncio.run(job())
     except expected as exc:
         fail(str(exc))
+    except (OSError, UnicodeError) as exc:
+        # Files that vanish, disks that fill, text that is not UTF-8: one line, no traceback.
+        fail(f"{type(exc).__name__}: {exc}")
     except KeyboardInterrupt:
         fail("interrupted; run the same command again to resume where it stopped", code=130)
     raise AssertionError("unreachable")

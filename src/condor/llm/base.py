@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class BackendUnavailable(RuntimeError):
@@ -139,6 +143,14 @@ class LLMBackend(ABC):
     async def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         """Serve every request; return one completion per request, in the same order."""
 
+    def resolve(self, request: ChatRequest) -> ChatRequest:
+        """The request as it will be sent, with the backend's default sampling settings filled in.
+
+        The request cache keys on this, so that changing a default (``--max-tokens``, the config's
+        ``seed``) never returns answers made under the old one.
+        """
+        return request
+
     async def aclose(self) -> None:
         """Release connections, threads or model memory."""
 
@@ -147,6 +159,38 @@ class LLMBackend(ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def clean_text(text: str) -> str:
+    """``text`` with lone surrogates (half an emoji from a JSON escape) replaced by U+FFFD.
+
+    Such strings cannot be encoded as UTF-8, so they could be neither sent nor written; every text
+    entering Condor from a server or an input file passes through here.
+    """
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        # In a Python str every surrogate code point is a lone one (pairs decode to one character).
+        return _SURROGATE.sub("\ufffd", text)
+
+
+def with_defaults(
+    request: ChatRequest,
+    *,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+) -> ChatRequest:
+    """``request`` with unset sampling fields taken from a backend's defaults."""
+    return replace(
+        request,
+        max_tokens=request.max_tokens if request.max_tokens is not None else max_tokens,
+        temperature=request.temperature if request.temperature is not None else temperature,
+        top_p=request.top_p if request.top_p is not None else top_p,
+        seed=request.seed if request.seed is not None else seed,
+    )
 
 
 def request_key(identity: str, request: ChatRequest) -> str:

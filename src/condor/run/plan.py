@@ -2,9 +2,10 @@
 
 Leaves are drawn from the World Knowledge Tree by the balanced sampler (uniform over leaves), once per
 language, and crossed with the selected task types. The plan is saved in the run directory at the first
-run and read back on resume, so a resumed run works on exactly the same items even if the tree file
-changed meanwhile; the manifest keeps a fingerprint of the settings that made it, and a different
-setting is refused instead of silently mixing two plans.
+run and read back on resume, so a resumed run works on exactly the same items. The manifest keeps a
+fingerprint of what made the plan (tree name or tree file content, leaves, tasks, language, seed): a
+resume with any of them changed, an edited tree file included, is refused instead of silently mixing
+two plans.
 """
 
 from __future__ import annotations

@@ -240,7 +240,12 @@ class RunDirectory:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.manifest_path = self.root / "manifest.json"
-        self.root.mkdir(parents=True, exist_ok=True)
+        if self.root.exists() and not self.root.is_dir():
+            raise RunStoreError(f"{self.root} is a file, not a run directory; choose another --output")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunStoreError(f"cannot create the run directory {self.root} ({exc.strerror or exc})") from None
         self.manifest = self._load_manifest()
 
     def _load_manifest(self) -> dict[str, Any]:
@@ -250,6 +255,8 @@ class RunDirectory:
             data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise RunStoreError(f"{self.manifest_path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        except (UnicodeDecodeError, OSError) as exc:
+            raise RunStoreError(f"{self.manifest_path}: cannot read ({exc}); use a new output directory") from None
         if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:
             found = data.get("format") if isinstance(data, dict) else None
             raise RunStoreError(
