@@ -21,20 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_memory import ROOT, update_section
+from bench_memory import ROOT, start_server, update_section
 
 SECTION = "## End-to-end generate throughput"
-
-
-def start_server(workdir: Path, latency: float) -> tuple[subprocess.Popen, str]:
-    port_file = workdir / "port"
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fake_server.py"), "--port-file", str(port_file),
-                             "--latency", str(latency)])
-    while not port_file.exists():
-        if proc.poll() is not None:
-            raise SystemExit("fake server failed to start")
-        time.sleep(0.05)
-    return proc, f"http://127.0.0.1:{port_file.read_text()}/v1"
 
 
 def run(size: int, concurrency: int, base_url: str, workdir: Path) -> dict:
@@ -46,7 +35,7 @@ def run(size: int, concurrency: int, base_url: str, workdir: Path) -> dict:
     started = time.monotonic()
     before = os.times()
     subprocess.run([sys.executable, "-m", "condor.cli.main", "generate", str(prompts), "-o", str(out), "--base-url",
-                    base_url, "--model", "m", "--quiet", "--concurrency", str(concurrency)], check=True,
+                    base_url, "--model", "fake-model", "--quiet", "--concurrency", str(concurrency)], check=True,
                    capture_output=True)
     seconds = time.monotonic() - started
     after = os.times()
@@ -73,7 +62,6 @@ def main() -> None:
             finally:
                 server.send_signal(signal.SIGTERM)
                 server.wait()
-                (workdir / "port").unlink()
     table = ["| server latency | concurrency | requests | wall s (incl. start-up) | requests/s | ideal | % of ideal | client CPU ms/req |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:

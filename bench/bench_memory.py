@@ -25,9 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Memory: 10k versus 100k prompts"
 
 
-def start_server(workdir: Path) -> tuple[subprocess.Popen, str]:
+def start_server(workdir: Path, latency: float = 0.0) -> tuple[subprocess.Popen, str]:
+    """The fake server as its own process; returns it and its base URL once it listens."""
     port_file = workdir / "port"
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fake_server.py"), "--port-file", str(port_file)])
+    port_file.unlink(missing_ok=True)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fake_server.py"), "--port-file", str(port_file),
+                             "--latency", str(latency)])
     while not port_file.exists():
         if proc.poll() is not None:
             raise SystemExit("fake server failed to start")
