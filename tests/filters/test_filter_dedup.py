@@ -30,6 +30,12 @@ def test_normalize_keeps_meaningful_differences():
     assert normalize("cats") != normalize("cat")
     assert normalize("hello world") == "hello world"
     assert normalize("Python 的 asyncio 库") == "python的asyncio库"
+    # Operators are content, not punctuation.
+    assert normalize("What is x = a * b?") != normalize("What is x = a b?")
+    assert normalize("Simplify a - b") != normalize("Simplify a b")
+    assert normalize("Simplify a / b") != normalize("Simplify a b")
+    assert normalize("What is the square of -5?") != normalize("What is the square of 5?")
+    assert normalize("What does C# do?") != normalize("What does C do?")
 
 
 def test_shingles():

@@ -3,7 +3,7 @@
 import pytest
 
 from condor.config import PipelineConfig
-from condor.filters.quality import QualityFilter, QualityIssue, check_text, detect_language, refusal_phrase
+from condor.filters.quality import QualityFilter, QualityIssue, _prose, check_text, detect_language, refusal_phrase
 
 EN_ANSWER = (
     "Inflation is a general rise in prices across an economy over time. Central banks usually respond by raising "
@@ -199,3 +199,70 @@ def test_answer_issue_without_selection_checks_the_latest_version():
 def test_from_config():
     qf = QualityFilter.from_config(PipelineConfig(min_chars=3, max_chars=50))
     assert (qf.min_chars, qf.max_chars) == (3, 50)
+
+
+# ---------------------------------------------------------------- refusals: only at the start, with the act refused
+
+
+@pytest.mark.parametrize(
+    "text, task",
+    [
+        ("Unfortunately, I have to decline your kind invitation to speak at the conference this year.", "creation"),
+        ("Unfortunately, I have to decline the offer, as I have accepted another position.", "domain_qa"),
+        ("I'm sorry, but I can't attend the meeting on Friday. Could we move it to Monday?", "daily_chat"),
+        ("I can't help but watch the tide\nas it carries the evening out to sea.", "creation"),
+        ("I'm sorry, but I can't give you a refund without a receipt. I can offer store credit.", "role_playing"),
+        ("公司的这一要求违反了《劳动合同法》的相关规定，你有权拒绝。", "domain_qa"),
+        ("非常抱歉，我们无法在本月底前交货，预计将推迟一周。", "creation"),
+        ("Dear Ms Li,\n\nI'm sorry, but I cannot provide the report by Friday.", "creation"),
+    ],
+)
+def test_letters_poems_and_role_play_are_not_refusals(text, task):
+    assert check_text(text, task=task) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I'm unable to help with that request.",
+        "As an AI, I'm not able to provide legal advice.",
+        "I won't be able to help with that.",
+        "I am not able to assist with this request.",
+    ],
+)
+def test_more_refusal_wordings_are_caught(text):
+    assert check_text(text + " padding padding").reason == "refusal"
+
+
+def test_role_play_still_catches_model_refusals():
+    assert check_text("I'm sorry, but I can't help with that request.", task="role_playing").reason == "refusal"
+    assert check_text("As an AI language model, I cannot pretend to be a person.", task="creation").reason == "refusal"
+
+
+# ---------------------------------------------------------------- translations
+
+
+def test_translations_are_not_wrong_language():
+    qf = QualityFilter()
+    translation = {
+        "language": "en",
+        "task": "material_processing",
+        "question": "Translate this paragraph into Chinese: Sleep is essential for memory and mood.",
+        "versions": [{"answer": ZH_ANSWER, "finish_reason": "stop"}],
+    }
+    assert qf.answer_issue(translation) is None
+    # A translation asked for in another task type counts too.
+    assert qf.answer_issue({**translation, "task": "daily_chat"}) is None
+    # Without a translation request the check still applies.
+    assert qf.answer_issue({**translation, "task": "domain_qa", "question": "What is sleep for?"}).reason == "answer_wrong_language"
+
+
+def test_unclosed_formulas_take_linear_time():
+    import time
+
+    for text in ("\\( x " * 10000, "\\[ y " * 10000):
+        start = time.perf_counter()
+        detect_language(text)
+        assert time.perf_counter() - start < 1
+    # closed formulas are still removed before the language is guessed
+    assert "x^2" not in _prose("Let \\(x^2\\) be given and \\[y\\] too.")

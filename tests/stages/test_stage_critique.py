@@ -156,3 +156,36 @@ def test_any_reply_gives_a_critique_or_parse_error(text, structured):
         return
     critique = out["critiques"][-1]
     assert critique["weaknesses"].strip() or critique["suggestions"].strip()
+
+
+# ---------------------------------------------------------------- echoes and empty words are no critique
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[Strength Start]what the answer does well[Strength End]\n[Weakness Start]what is wrong, missing or weak[Weakness End]\n"
+        "[Suggestion Start]concrete changes that would make it better[Suggestion End]",
+        "[Strength Start]回答做得好的地方[Strength End]\n[Weakness Start]回答中错误、缺失或薄弱的地方[Weakness End]\n"
+        "[Suggestion Start]能让回答更好的具体修改[Suggestion End]",
+        "[Strength Start]Clear.[Strength End]\n[Weakness Start]None.[Weakness End]\n[Suggestion Start]N/A[Suggestion End]",
+        "[Strength Start]清楚。[Strength End]\n[Weakness Start]无。[Weakness End]\n[Suggestion Start]- 暂无[Suggestion End]",
+    ],
+)
+def test_layout_echoes_and_none_words_are_rejected(text):
+    with pytest.raises(ParseError) as info:
+        read_text_critique(text)
+    assert info.value.reason == "empty_critique"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Strengths:\nClear structure.\n\nWeak points:\nThe dosage is wrong.\n\nSuggestions:\nFix the dosage.",
+        "优点：\n结构清晰。\n\n不足之处：\nThe dosage is wrong.\n\n建议：\nFix the dosage.",
+    ],
+)
+def test_more_weakness_headings(text):
+    found = read_text_critique(text)
+    assert found["weaknesses"] == "The dosage is wrong."
+    assert "dosage" not in found["strengths"]

@@ -159,3 +159,27 @@ def test_any_reply_gives_a_valid_score_or_parse_error(text, structured):
         assert exc.reason in {"missing_score", "score_out_of_range", "invalid_json"}
         return
     assert isinstance(score, int) and 1 <= score <= 10 and isinstance(reason, str)
+
+
+# ---------------------------------------------------------------- the verdict, not a score talked about
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Score: 6\n\nA score of 9 or 10 would require citing sources.", 6),
+        ("The answer is clear but thin. A rating of 9 would need worked examples. Overall 6/10.", 6),
+        ("[Reason Start]Good.[Reason End]\n[Score]\n8", 8),
+        ("[Reason Start]Good.[Reason End]\n[Score] [8]", 8),
+        ("[Reason Start]Good.[Reason End]\n【Score】【7】", 7),
+        ("回答准确但缺少例子，要得到9分需要补充案例。\n评分：6", 6),
+    ],
+)
+def test_hypothetical_scores_and_marker_layouts(text, expected):
+    assert read_grade(text)[0] == expected
+
+
+def test_judge_layout_keeps_the_space_after_score():
+    from condor.stages.prompting import render
+
+    assert render("judge", "en", "text_format").endswith("[Score] ")

@@ -72,6 +72,11 @@ def test_clean_body_keeps_bullets_and_drops_rules():
         ("<THINK>never finished", ""),
         ("reasoning the server left</think>answer", "answer"),
         ("no reasoning", "no reasoning"),
+        ("  <think>plan</think>\nanswer", "answer"),
+        # Answers that discuss the tags keep them: only a leading block is reasoning.
+        ("Models wrap reasoning in <think> and </think> tags.", "Models wrap reasoning in <think> and </think> tags."),
+        ("Use a custom element like <think> to mark drafts.", "Use a custom element like <think> to mark drafts."),
+        ("<think>a</think>Wrap it in <think> and </think>.", "Wrap it in <think> and </think>."),
     ],
 )
 def test_strip_reasoning(text, expected):
@@ -142,3 +147,29 @@ def test_long_runs_of_whitespace_and_markers_parse_quickly():
             except ParseError:
                 pass
     assert time.monotonic() - started < 5
+
+
+# ---------------------------------------------------------------- no quadratic time on long replies
+
+
+def _seconds(fn, *args):
+    import time
+
+    start = time.perf_counter()
+    try:
+        fn(*args)
+    except ParseError:
+        pass
+    return time.perf_counter() - start
+
+
+def test_clean_body_is_linear_on_dangling_bold():
+    # 50 KB of "** " took 13.8 s when each pair was removed by a separate substitution.
+    assert _seconds(clean_body, "** " * 17000) < 1
+    assert clean_body("** ** ** text ** **") == "text"
+
+
+def test_refine_parser_is_fast_on_long_bold_debris():
+    from condor.stages.refine import read_text_answer
+
+    assert _seconds(read_text_answer, "[Improved Answer Start]" + "** " * 17000) < 1

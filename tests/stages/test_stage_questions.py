@@ -386,3 +386,53 @@ def test_load_few_shot_errors(tmp_path, text, fragment):
     with pytest.raises(ConfigError) as info:
         load_few_shot(path)
     assert str(path) in str(info.value) and fragment in str(info.value)
+
+
+# ---------------------------------------------------------------- last question without an end marker
+
+
+@pytest.mark.parametrize(
+    "last",
+    [
+        "| Month | Sales |\n|---|---|\n| Jan | 10 |\n| Feb | 12 |\n\n"
+        "The above table is from our Q1 report. Forecast March sales and explain your method.",
+        "我们的服务每秒有一万次请求，请设计缓存层。\n\n希望能给出具体的代码示例",
+        "Write a script that renames all photos by date.\n\nNote: it must run on Python 3.8",
+        "Summarise the meeting notes below.\n\n以上会议记录来自上周的项目会。",
+    ],
+)
+def test_last_question_keeps_its_final_paragraph(last):
+    # Closing paragraphs open with "The above", "Note:", "希望", "以上" too; they are part of the question.
+    for text in (
+        f"[Easy][Question Start] What is a cache?\n[Medium][Question Start] Why do caches go stale?\n[Hard][Question Start] {last}",
+        f"**Easy:** What is a cache?\n\n**Medium:** Why do caches go stale?\n\n**Hard:** {last}",
+    ):
+        assert read_text_questions(text)["hard"] == last
+
+
+@pytest.mark.parametrize("sign_off", ["I hope these help!", "希望这些问题对你有帮助！", "以上就是三个问题。", "Let me know if you want more."])
+def test_short_sign_offs_are_still_trimmed(sign_off):
+    text = f"**Easy:** What is a cache?\n\n**Medium:** Why do caches go stale?\n\n**Hard:** Design a cache for a bank.\n\n{sign_off}"
+    assert read_text_questions(text)["hard"] == "Design a cache for a bank."
+
+
+# ---------------------------------------------------------------- marker-like text inside questions
+
+
+def test_brackets_in_code_and_bare_end_words_are_not_markers():
+    text = (
+        "[Easy][Question Start] Why does `last = v[end]` fail on an empty vector in Julia?[Question End]\n"
+        "[Medium][Question Start] In Julia, what does v[end] mean, and how does it differ from Python?[Question End]\n"
+        "[Hard][Question Start] 文档里用 [开始] 和 [结束] 标出段落，如何用正则提取它们之间的内容？[Question End]"
+    )
+    found = read_text_questions(text)
+    assert found["easy"] == "Why does `last = v[end]` fail on an empty vector in Julia?"
+    assert found["medium"].endswith("differ from Python?")
+    assert found["hard"] == "文档里用 [开始] 和 [结束] 标出段落，如何用正则提取它们之间的内容？"
+
+
+def test_schema_does_not_cut_long_material():
+    # A grammar that enforces maxLength stops a question mid-material while finish_reason stays "stop".
+    for level in ("easy", "medium", "hard"):
+        assert "maxLength" not in SCHEMA["properties"][level]
+        assert SCHEMA["properties"][level]["minLength"] == 10

@@ -153,3 +153,26 @@ def test_any_reply_gives_a_version_or_parse_error(text, structured):
         assert exc.reason in {"missing_markers", "empty_answer", "invalid_json"}
         return
     assert any(ch.isalnum() for ch in out["versions"][-1]["answer"])
+
+
+# ---------------------------------------------------------------- short markers inside the answer
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            "[Improved Answer Start]本题考查光合作用的条件。\n\n【答案】B\n\n【解析】光照是光合作用的必要条件，所以选 B，"
+            "其余选项都与题干中的条件不符，因此排除。[Improved Answer End]",
+            "本题考查光合作用的条件。\n\n【答案】B\n\n【解析】光照是光合作用的必要条件，所以选 B，其余选项都与题干中的条件不符，因此排除。",
+        ),
+        (
+            "[Improved Answer Start]Start with the definition.\n\n[Answer] 42, because the series converges to it "
+            "after enough terms are summed together.[Improved Answer End]",
+            "Start with the definition.\n\n[Answer] 42, because the series converges to it after enough terms are summed together.",
+        ),
+        ("[Answer]\nThe short marker alone still opens the answer.", "The short marker alone still opens the answer."),
+    ],
+)
+def test_short_answer_markers_do_not_split_the_answer(text, expected):
+    assert read_text_answer(text) == expected

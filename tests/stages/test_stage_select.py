@@ -91,9 +91,17 @@ def test_best_without_any_scores_falls_back_to_last():
     assert "no judge score" in c["reason"] and "last-version rule" in c["reason"]
 
 
-def test_best_without_a_score_for_the_original_falls_back_to_last():
+def test_best_without_a_score_for_the_original_takes_the_best_scored_version():
     c = chosen(record(["a", "b", "c"], {1: 9, 2: 3}), "best")
-    assert c["version"] == 2 and c["fallback"] is True and c["score"] == 3
+    assert c["version"] == 1 and c["fallback"] is True and c["score"] == 9
+    assert "no judge score" in c["reason"] and "highest score" in c["reason"]
+
+
+def test_best_with_a_cut_off_original_never_picks_a_worse_version():
+    c = chosen(record(["a", "b", "c"], {0: 7, 1: 9, 2: 3}, finish={0: "length"}), "best")
+    assert c["version"] == 1 and c["score"] == 9 and "cut off" in c["reason"]
+    # ties go to the earlier version
+    assert chosen(record(["a", "b", "c"], {1: 6, 2: 6}), "best")["version"] == 1
 
 
 def test_best_with_only_the_original():

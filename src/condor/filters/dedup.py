@@ -51,11 +51,23 @@ def _is_cjk(ch: str) -> bool:
     )
 
 
+#: Punctuation by Unicode category, but operators in code and formulas.
+_OPERATORS = frozenset("*/-#%&@\\_")
+
+
 def normalize(text: str) -> str:
     """The comparison form of a text: equal for texts that differ only in case, width, spacing or punctuation."""
     text = unicodedata.normalize("NFKC", text).casefold()
-    # Punctuation, separators and control characters become spaces; symbols (+, =, %) carry meaning.
-    chars = [" " if unicodedata.category(ch)[0] in "PZC" else ch for ch in text]
+    # Punctuation, separators and control characters become spaces; symbols (+, =) carry meaning, and
+    # so do the ASCII punctuation marks that work as operators: "a * b" is not "a b", "-5" is not "5".
+    # A hyphen between two letters joins words ("ten-year-old"), which is spelling, not an operator.
+    chars = [
+        " "
+        if unicodedata.category(ch)[0] in "PZC"
+        and (ch not in _OPERATORS or (ch == "-" and 0 < i < len(text) - 1 and text[i - 1].isalpha() and text[i + 1].isalpha()))
+        else ch
+        for i, ch in enumerate(text)
+    ]
     words = "".join(chars).split()
     out: list[str] = []
     for word in words:

@@ -29,45 +29,64 @@ class QualityIssue(NamedTuple):
     detail: str
 
 
-#: Opening phrases of refusals, in our own curated wording. They are matched against the first
-#: REFUSAL_WINDOW characters only: a refusal comes first, while a helpful answer may well say
-#: "you can't" somewhere in its body.
+#: Only this many leading characters are searched for a refusal.
 REFUSAL_WINDOW = 300
+#: Opening phrases of refusals, in our own curated wording. A refusal is the very first thing a refusing
+#: model says, so every pattern is anchored at the start of the reply: a helpful answer may say "you
+#: can't", a letter may say "I'm sorry, but I can't attend" after its salutation, a poem "I can't help
+#: but...". Each pattern also needs the refused act (help, provide, answer...) next to the "cannot", so
+#: "I'm sorry, but I can't attend the meeting" is a letter, not a refusal.
+_I = r"I(?:\s+am|'m)"
 _CANNOT = (
-    r"(?:can't|cannot|can\s+not|won't|will\s+not|am\s+unable\s+to|'m\s+unable\s+to|am\s+not\s+able\s+to"
-    r"|'m\s+not\s+able\s+to|must\s+decline|have\s+to\s+decline)"
+    rf"(?:I\s+(?:can't|cannot|can\s+not|won't|will\s+not)(?:\s+be\s+able\s+to)?|{_I}\s+(?:unable|not\s+able)\s+to"
+    r"|I\s+(?:must|have\s+to|need\s+to)\s+(?:respectfully\s+)?decline\s+to)"
 )
-# "I'm sorry to hear you can't sleep" is sympathy, not a refusal: the one who cannot must be "I".
-_REFUSALS_EN = [
-    rf"\b(?:I'm\s+|I\s+am\s+)?(?:so\s+|really\s+|very\s+|truly\s+)?(?:sorry|afraid)[,.!]?\s+(?:but\s+)?I\s+{_CANNOT}",
-    rf"^\W*(?:unfortunately,?\s+)?I\s+{_CANNOT}\s+(?:help|assist|provide|comply|fulfil|fulfill|answer|create|write"
-    r"|generate|do\s+that|support|engage|discuss|give|produce|share|complete|offer)",
-    r"\bas\s+an\s+ai(?:\s+language\s+model|\s+assistant|\s+model)?,?\s+I\s+(?:can't|cannot|am\s+unable|'m\s+unable"
-    r"|am\s+not\s+able|don't\s+have\s+the\s+ability|do\s+not\s+have\s+the\s+ability)",
-    r"\bI\s+(?:must|have\s+to|need\s+to)\s+(?:respectfully\s+)?(?:decline|refuse)\b",
-    r"\b(?:this|that|your)\s+request\s+(?:is|goes)\s+against\b",
+# "help but" is "I can't help but watch the tide", which is no refusal.
+_ACT = (
+    r"(?:help(?!\s+but\b)|assist|provide|comply|fulfil|fulfill|answer|create|write|generate|do\s+that|support|engage"
+    r"|discuss|produce|share|complete|offer|respond|give\s+(?:you\s+)?(?:advice|information|instructions))\b"
+)
+_SORRY = rf"(?:{_I}\s+)?(?:so\s+|really\s+|very\s+|truly\s+)?(?:sorry|afraid)[,.!]?\s+(?:but\s+)?"
+# Refusals that sound like a model, not like a person: these are checked for every task type.
+_REFUSALS_AI = [
+    rf"^\W*(?:{_SORRY})?(?:unfortunately,?\s+)?{_CANNOT}\s+(?:help|assist)\s+(?:you\s+)?with\s+(?:that|this|your)\s+(?:request|question|task)",
+    r"^\W*as\s+an\s+ai(?:\s+language\s+model|\s+assistant|\s+model)?,?\s+(?:I\s+(?:can't|cannot|won't)|"
+    rf"{_I}\s+(?:unable|not\s+able)|I\s+(?:don't|do\s+not)\s+have\s+the\s+ability)",
+    r"^\W*I\s+(?:must|have\s+to|need\s+to)\s+(?:respectfully\s+)?(?:decline|refuse)\s+(?:this|that|your)\s+request",
+    r"^\W*作为(?:一个|一名)?(?:AI|人工智能)(?:语言模型|助手|模型)?[，,]?\s*我(?:无法|不能)",
+    r"^\W*(?:很抱歉|抱歉|对不起)?[，,]?\s*(?:你|您)的(?:请求|问题)[^。\n]{0,12}(?:违反|不符合)[^。\n]{0,12}(?:政策|准则|使用规范|内容规范)",
 ]
-# Likewise "很遗憾听到你无法入睡" is sympathy: the refusing subject must be 我.
-_REFUSALS_ZH = [
-    r"(?:很抱歉|抱歉|对不起|不好意思)[^。！？\n]{0,15}?我们?(?:无法|不能|不便|没办法|恕难|不可以)",
+# Refusals in ordinary words: a shop clerk in a role play or a character in a story says these too,
+# so they are not checked for those task types (see RELAXED_TASKS).
+_REFUSALS_PLAIN = [
+    rf"^\W*{_SORRY}{_CANNOT}\s+{_ACT}",
+    rf"^\W*(?:unfortunately,?\s+)?{_CANNOT}\s+{_ACT}",
+    r"^\W*(?:非常|十分|真的)?(?:很抱歉|抱歉|对不起|不好意思)[^。！？\n]{0,15}?我们?(?:无法|不能|不便|没办法|恕难|不可以)"
+    r"(?:为你|为您|帮你|帮您|向你|向您)?(?:提供|回答|协助|帮助|满足|完成|参与|讨论|生成|创作|回应|处理)",
     r"^\W*我(?:无法|不能|不可以|没办法|不便)(?:为你|为您|帮你|帮您)?(?:提供|回答|协助|帮助|满足|完成|参与|讨论|生成|创作|回应|处理)",
-    r"作为(?:一个|一名)?(?:AI|人工智能)(?:语言模型|助手|模型)?[，,]?\s*我(?:无法|不能)",
-    r"(?:请求|要求|问题)[^。\n]{0,12}(?:违反|不符合)[^。\n]{0,12}(?:政策|规定|准则|原则)",
 ]
-_REFUSAL = re.compile("|".join(f"(?:{p})" for p in _REFUSALS_EN + _REFUSALS_ZH), re.IGNORECASE | re.MULTILINE)
+_REFUSAL_AI = re.compile("|".join(f"(?:{p})" for p in _REFUSALS_AI), re.IGNORECASE)
+_REFUSAL = re.compile("|".join(f"(?:{p})" for p in _REFUSALS_AI + _REFUSALS_PLAIN), re.IGNORECASE)
+#: Task types whose answers speak in a character's voice (a clerk, a letter writer, a poem's "I").
+RELAXED_TASKS = frozenset({"role_playing", "creation"})
 
 
-def refusal_phrase(text: str) -> str | None:
-    """The refusal phrase that opens ``text``, or None."""
-    head = text[:REFUSAL_WINDOW].replace("\u2019", "'").replace("\u2018", "'")
-    match = _REFUSAL.search(head)
+def refusal_phrase(text: str, task: str | None = None) -> str | None:
+    """The refusal phrase that opens ``text``, or None; ``task`` relaxes the check for RELAXED_TASKS."""
+    head = text[:REFUSAL_WINDOW].replace("\u2019", "'").replace("\u2018", "'").lstrip()
+    pattern = _REFUSAL_AI if task in RELAXED_TASKS else _REFUSAL
+    match = pattern.search(head)
     return match.group(0).strip() if match else None
 
 
 _FENCED = re.compile(r"```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)", re.DOTALL)
 _INLINE_CODE = re.compile(r"`[^`\n]*`")
 _URL = re.compile(r"\b(?:https?|ftp)://\S+|\bwww\.\S+")
-_FORMULA = re.compile(r"\$\$.*?\$\$|\$[^$\n]*\$|\\\[.*?\\\]|\\\(.*?\\\)", re.DOTALL)
+# A formula may not contain its own opener: otherwise every unclosed "\(" scans to the end of the
+# text, which is quadratic on a long reply full of them.
+_FORMULA = re.compile(
+    r"\$\$.*?\$\$|\$[^$\n]*\$|\\\[(?:[^\\]|\\(?!\[))*?\\\]|\\\((?:[^\\]|\\(?!\())*?\\\)", re.DOTALL
+)
 _CODE_CHARS = set("{}[]();=<>_/\\|#$&*+^%~`@")
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f]")
 _LATIN_WORD = re.compile(r"[A-Za-z\u00c0-\u024f]+")
@@ -120,6 +139,7 @@ def check_text(
     min_chars: int = 10,
     max_chars: int = 20000,
     refusals: bool = True,
+    task: str | None = None,
 ) -> QualityIssue | None:
     """The first problem with ``text``, or None when it passes every check."""
     if not isinstance(text, str) or not text.strip():
@@ -132,7 +152,7 @@ def check_text(
     if finish_reason == "length":
         return QualityIssue("truncated", "generation stopped at the token limit, so the text is cut off")
     if refusals:
-        phrase = refusal_phrase(stripped)
+        phrase = refusal_phrase(stripped, task)
         if phrase:
             return QualityIssue("refusal", f"starts with a refusal: {phrase[:80]!r}")
     if language in ("en", "zh"):
@@ -141,6 +161,19 @@ def check_text(
             names = {"en": "English", "zh": "Chinese"}
             return QualityIssue("wrong_language", f"written in {names[detected]}, but the record's language is {names[language]}")
     return None
+
+
+#: A question that asks for a translation rightly gets an answer in the other language.
+_TRANSLATE = re.compile(r"translat|译成|译为|翻译", re.IGNORECASE)
+#: Material processing includes translating, summarising foreign material and the like, and its
+#: question carries the material, in whichever language it was written.
+_MIXED_LANGUAGE_TASKS = frozenset({"material_processing"})
+
+
+def _translates(record: dict[str, Any]) -> bool:
+    """Whether the record's text may rightly be in the other language, so the language check is skipped."""
+    question = record.get("question")
+    return record.get("task") in _MIXED_LANGUAGE_TASKS or (isinstance(question, str) and bool(_TRANSLATE.search(question)))
 
 
 @dataclass(frozen=True)
@@ -161,7 +194,9 @@ class QualityFilter:
         return cls(min_chars=pipeline.min_chars, max_chars=pipeline.max_chars)
 
     def _language(self, record: dict[str, Any]) -> str | None:
-        return record.get("language") if self.check_language else None
+        if not self.check_language or _translates(record):
+            return None
+        return record.get("language")
 
     def question_issue(self, record: dict[str, Any]) -> QualityIssue | None:
         # Refusal phrases are not checked in questions: "I'm sorry, but I can't decide..." is a fine
@@ -188,5 +223,6 @@ class QualityFilter:
             finish_reason=version.get("finish_reason"),
             min_chars=self.min_chars,
             max_chars=self.max_chars,
+            task=record.get("task"),
         )
         return QualityIssue(f"answer_{issue.reason}", f"answer: {issue.detail}") if issue else None

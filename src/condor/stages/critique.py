@@ -11,6 +11,8 @@ Field written: ``critiques`` gains ``{"round", "strengths", "weaknesses", "sugge
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
 from typing import Any
 
 from condor.llm.base import ChatRequest, Completion
@@ -26,12 +28,15 @@ from condor.stages.markers import (
     read_sections,
     strip_reasoning,
 )
-from condor.stages.prompting import language_of, question_of, render, repair_first, reply_text, stage_request, versions_of
+from condor.stages.prompting import LANGUAGES, language_of, question_of, render, repair_first, reply_text, stage_request, versions_of
 
 SECTIONS = ("strengths", "weaknesses", "suggestions")
 _WORDS = {
-    "strengths": r"strengths?|pros|positives|优点|优势|亮点|长处",
-    "weaknesses": r"weakness(?:es)?|cons|issues|problems|shortcomings|areas?[ \t]+for[ \t]+improvement|缺点|不足|问题|弱点|短处|待改进之处",
+    "strengths": r"strengths?|strong[ \t]+points?|pros|positives|优点|优势|亮点|长处|可取之处",
+    "weaknesses": (
+        r"weakness(?:es)?|weak[ \t]+points?|cons|issues|problems|shortcomings|areas?[ \t]+for[ \t]+improvement"
+        r"|缺点|不足之处|不足|问题|弱点|短处|待改进之处"
+    ),
     "suggestions": r"suggestions?|improvements?|recommendations?|建议|改进建议|改进意见",
 }
 _STARTS = {name: bracketed(rf"(?:{words})(?:{SEP}(?:start|开始))?") for name, words in _WORDS.items()}
@@ -117,7 +122,38 @@ def read_json_critique(text: str) -> dict[str, str]:
     return _usable(found)
 
 
+#: Lines that say there is nothing to say: they give the refiner nothing to act on.
+_NONE_WORDS = {
+    "none", "n/a", "na", "nil", "nothing", "no weaknesses", "no suggestions", "not applicable", "none found",
+    "无", "没有", "暂无", "无明显不足", "没有不足", "没有建议", "无建议",
+}
+_PLACEHOLDER_BLOCK = re.compile(r"\[[A-Za-z ]+ Start\](.*?)\[[A-Za-z ]+ End\]")
+
+
+def _folded(line: str) -> str:
+    """A line compared loosely: bullets, case, surrounding punctuation and whitespace removed."""
+    line = re.sub(r"^[\s\-*•·\d.)]+", "", line)
+    return re.sub(r"[\s.。!！:：;；,，]+$", "", " ".join(line.casefold().split()))
+
+
+@lru_cache(maxsize=1)
+def _placeholders() -> frozenset[str]:
+    """The layout's own filler text in both languages ("what is wrong, missing or weak"), which a model
+    that echoes the layout writes back instead of a critique."""
+    out = set()
+    for language in LANGUAGES:
+        out.update(_folded(m) for m in _PLACEHOLDER_BLOCK.findall(render("critique", language, "text_format")))
+    return frozenset(out)
+
+
+def _meaningful(text: str) -> str:
+    """``text`` without lines that are only a none-word or an echo of the layout's placeholder."""
+    junk = _NONE_WORDS | _placeholders()
+    return "\n".join(line for line in text.split("\n") if _folded(line) not in junk).strip()
+
+
 def _usable(found: dict[str, str]) -> dict[str, str]:
+    found = {name: _meaningful(text) for name, text in found.items()}
     if not any(ch.isalnum() for ch in found["weaknesses"] + found["suggestions"]):
         raise ParseError("empty_critique", "the critique names no weakness and no suggestion")
     return found

@@ -37,9 +37,11 @@ MAX_REASON_CHARS = 1000
 _NUMBER = r"(\d{1,3}(?:\.\d+)?)"
 #: What may sit between a score label and its number: spaces, bold, a colon, an angle bracket.
 _GLUE = r"[ \t*_:：=<]{0,12}"
+#: After a [Score] marker the number may also sit on the next line or in brackets: "[Score]\n8", "[Score] [8]".
+_MARKER_GLUE = r"[\s*_:：=<\[【(（]{0,12}"
 _SCORE_WORDS = r"(?:final[ \t]+)?(?:overall[ \t]+)?(?:score|rating|grade|评分|分数|得分|打分|最终得分)"
 _SCORE_MARKER = re.compile(
-    bracketed(rf"{_SCORE_WORDS}(?:{SEP}start)?") + rf"{_GLUE}{_NUMBER}",
+    bracketed(rf"{_SCORE_WORDS}(?:{SEP}start)?") + rf"{_MARKER_GLUE}{_NUMBER}",
     re.IGNORECASE,
 )
 _SCORE_PHRASES = [
@@ -47,6 +49,11 @@ _SCORE_PHRASES = [
     re.compile(rf"{_NUMBER}[ \t]*(?:/|out[ \t]+of)[ \t]*10(?!\d)", re.IGNORECASE),
     re.compile(rf"(?:给|打|评)[出为]?[ \t]*{_NUMBER}[ \t]*分"),
 ]
+#: A score talked about rather than given: "a score of 9 would need...", "a 10 requires...", "要得到9分需要".
+_HYPOTHETICAL_BEFORE = re.compile(r"(?:\b(?:an?|would|could|get|earn|deserve|reach)[ \t]+\S*[ \t]*|要|才能|若|如果)$", re.IGNORECASE)
+_HYPOTHETICAL_AFTER = re.compile(
+    r"^[^.\n。]{0,40}?\b(?:would|could|might|requires?|needs?|needed)\b|^[^。\n]{0,20}?(?:需要|才能|要求)", re.IGNORECASE
+)
 _BARE_NUMBER = re.compile(rf"^\W*{_NUMBER}\W*$")
 _REASON_START = {"reason": bracketed(rf"(?:reason|justification|explanation|理由|原因)(?:{SEP}(?:start|开始))?")}
 _REASON_END = {"reason": bracketed(rf"(?:reason|justification|explanation|理由|原因){SEP}(?:end|结束)")}
@@ -143,18 +150,33 @@ def _to_score(raw: Any) -> int:
     return score
 
 
+def _own_line(text: str, match: re.Match[str]) -> bool:
+    """Whether the match is all there is on its line, apart from bold, brackets and punctuation."""
+    line_start = text.rfind("\n", 0, match.start()) + 1
+    line_end = text.find("\n", match.end())
+    line_end = len(text) if line_end == -1 else line_end
+    rest = text[line_start : match.start()] + text[match.end() : line_end]
+    return not any(ch.isalnum() for ch in rest)
+
+
+def _hypothetical(text: str, match: re.Match[str]) -> bool:
+    before = text[max(0, match.start() - 30) : match.start()]
+    after = text[match.end() : match.end() + 60]
+    return bool(_HYPOTHETICAL_BEFORE.search(before) or _HYPOTHETICAL_AFTER.search(after))
+
+
 def _read_text_grade(text: str) -> tuple[int, str]:
     matches = list(_SCORE_MARKER.finditer(text))
     if not matches:
-        for pattern in _SCORE_PHRASES:
-            matches = list(pattern.finditer(text))
-            if matches:
-                break
+        phrases = sorted((m for p in _SCORE_PHRASES for m in p.finditer(text)), key=lambda m: m.start())
+        # Judges mention other scores ("a score of 9 would need sources") before or after the verdict:
+        # a score alone on its line is the verdict, else the last one not talked about hypothetically.
+        matches = [m for m in phrases if _own_line(text, m)] or [m for m in phrases if not _hypothetical(text, m)] or phrases
     if not matches:
         matches = list(_BARE_NUMBER.finditer(text.strip()))
     if not matches:
         raise ParseError("missing_score", "no [Score] marker and no recognisable score in the reply")
-    # The last score wins: judges mention other numbers ("a 10 would need...") before the verdict.
+    # The last score wins among the candidates left: the verdict comes at the end.
     score = _to_score(matches[-1].group(1))
     reason = read_sections(text, _REASON_START, _REASON_END).get("reason") or clean_body(_SCORE_LINE.sub("", text))
     return score, reason[:MAX_REASON_CHARS]

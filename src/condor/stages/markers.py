@@ -62,16 +62,26 @@ class Marker:
     end: int
 
 
-def find_markers(text: str, patterns: dict[str, str]) -> list[Marker]:
+_CODE_SPAN = re.compile(r"```.*?(?:```|\Z)|`[^`\n]++`", re.DOTALL)
+
+
+def code_spans(text: str) -> list[tuple[int, int]]:
+    """The (start, end) of every fenced block and inline code span in ``text``."""
+    return [(m.start(), m.end()) for m in _CODE_SPAN.finditer(text)]
+
+
+def find_markers(text: str, patterns: dict[str, str], *, skip_code: bool = False) -> list[Marker]:
     """Every non-overlapping match of the named patterns, in text order.
 
     When two patterns match at the same place the longer match wins, so ``[Question End]`` is never
-    read as a shorter marker that happens to be its prefix.
+    read as a shorter marker that happens to be its prefix. With ``skip_code``, matches that start
+    inside backticks are left out: that is code the model is quoting (``v[end]``), not a marker.
     """
+    spans = code_spans(text) if skip_code and "`" in text else []
     found: list[Marker] = []
     for kind, pattern in patterns.items():
         for match in re.finditer(pattern, text, flags=re.IGNORECASE):
-            if match.end() > match.start():
+            if match.end() > match.start() and not any(a < match.start() < b for a, b in spans):
                 found.append(Marker(kind, match.start(), match.end()))
     found.sort(key=lambda m: (m.start, -(m.end - m.start)))
     kept: list[Marker] = []
@@ -115,9 +125,33 @@ def read_sections(text: str, starts: dict[str, str], ends: dict[str, str]) -> di
     }
 
 
-_DANGLING_OPEN = re.compile(r"^(?:\*\*|__)(?=\s|$)")
-_DANGLING_CLOSE = re.compile(r"(?:(?<=\s)|^)(?:\*\*|__)$")
 _RULE_LINE = re.compile(r"[ \t]*(?:-{3,}|={3,}|\*{3,})[ \t]*")
+
+
+def _strip_debris(text: str) -> str:
+    """``text`` without leading colons and ``**``/``__`` that stand alone at either end, in one pass.
+
+    Done with two indices rather than repeated regex substitutions: a reply of many ``** `` would
+    otherwise be copied once per pair removed, which takes seconds on a long reply.
+    """
+    start, end = 0, len(text)
+    while True:
+        while start < end and text[start].isspace():
+            start += 1
+        if start < end and text[start] in ":：":
+            start += 1
+        elif text.startswith(("**", "__"), start, end) and (start + 2 == end or text[start + 2].isspace()):
+            start += 2
+        else:
+            break
+    while True:
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        if end - start >= 2 and text[end - 2 : end] in ("**", "__") and (end - 2 == start or text[end - 3].isspace()):
+            end -= 2
+        else:
+            break
+    return text[start:end]
 
 
 def clean_body(text: str) -> str:
@@ -126,14 +160,7 @@ def clean_body(text: str) -> str:
     A bullet or a bold phrase inside the body is content and stays: only ``**`` that cannot open or
     close bold where it stands (followed or preceded by a space, or alone) is debris.
     """
-    text = text.strip().lstrip(":：").strip()
-    changed = True
-    while changed:
-        before = text
-        text = _DANGLING_OPEN.sub("", text).strip()
-        text = _DANGLING_CLOSE.sub("", text).strip()
-        text = text.lstrip(":：").strip()
-        changed = text != before
+    text = _strip_debris(text)
     if text.startswith("**") and text.endswith("**") and text.count("**") == 2 and len(text) > 4:
         text = text[2:-2].strip()  # bold around the whole body is marker decoration, or pointless
     elif text.count("**") == 1 and (text.startswith("**") or text.endswith("**")):
@@ -149,19 +176,24 @@ def has_content(text: str) -> bool:
     return any(ch.isalnum() for ch in text)
 
 
-_THINK = re.compile(r"<think>.*?(?:</think>|\Z)", re.DOTALL | re.IGNORECASE)
-_LONE_THINK_END = re.compile(r"^.*?</think>", re.DOTALL | re.IGNORECASE)
+_THINK = re.compile(r"\A\s*<think>.*?(?:</think>|\Z)", re.DOTALL | re.IGNORECASE)
+_THINK_END = re.compile(r"</think>", re.IGNORECASE)
 
 
 def strip_reasoning(text: str) -> str:
     """Drop the ``<think>`` block reasoning models put before their reply.
 
-    An unclosed block means the model never got past thinking, so everything after it goes. A lone
-    ``</think>`` (servers that strip the opening tag) drops what comes before it.
+    Only a block at the very start is reasoning: an answer may well discuss ``<think>`` tags later on,
+    and that text is content. An unclosed leading block means the model never got past thinking, so
+    everything goes. A ``</think>`` with no ``<think>`` before it (servers that strip the opening
+    tag) drops what comes before it.
     """
-    text = _THINK.sub("", text)
-    if "</think>" in text.lower():
-        text = _LONE_THINK_END.sub("", text, count=1)
+    match = _THINK.match(text)
+    if match:
+        return text[match.end() :]
+    end = _THINK_END.search(text)
+    if end and "<think>" not in text[: end.start()].lower():
+        return text[end.end() :]
     return text
 
 

@@ -46,7 +46,8 @@ def render(stage: str, language: str, section: str, **values: Any) -> str:
     sections = prompt_sections(stage, language)
     if section not in sections:
         raise ValueError(f"prompt file {stage}.{language}.txt has no section {section!r}")
-    return sections[section].substitute(values).strip()
+    # Trailing spaces stay: the judge layout ends in "[Score] ", the space inviting the number on that line.
+    return sections[section].substitute(values).lstrip().rstrip("\r\n")
 
 
 def language_of(record: Record) -> str:

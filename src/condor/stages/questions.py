@@ -56,10 +56,12 @@ _BRACKET_PATTERNS = {
         level: bracketed(rf"{_LEVEL_PREFIX}(?:{words}){_LEVEL_SUFFIX}(?:{SEP}(?:start|开始))?")
         for level, words in _LEVEL_WORDS.items()
     },
-    "start": bracketed(rf"question{SEP}start|start{SEP}of{SEP}(?:the{SEP})?question|问题{SEP}开始|开始"),
+    # Bare "[end]", "[开始]", "[结束]" are not markers: they turn up inside questions as code (Julia's
+    # `v[end]`) or as quoted text, and reading them as markers cut the question there.
+    "start": bracketed(rf"question{SEP}start|start{SEP}of{SEP}(?:the{SEP})?question|问题{SEP}开始"),
     "end": bracketed(
         rf"(?:(?:{'|'.join(_LEVEL_WORDS.values())}){SEP})?question{SEP}end"
-        rf"|end{SEP}of{SEP}(?:the{SEP})?question|问题{SEP}结束|结束|end"
+        rf"|end{SEP}of{SEP}(?:the{SEP})?question|问题{SEP}结束"
     ),
 }
 # Used only when a reply has no bracketed markers at all: "Easy:", "**Medium question**", "## 困难".
@@ -71,18 +73,31 @@ _HEADING_PATTERNS = {
 }
 _LABEL = re.compile(r"^(?:question|request|问题|请求)[ \t]*[:：][ \t]*", re.IGNORECASE)
 _QUOTES = {'"': '"', "“": "”", "「": "」", "'": "'"}
-# Sign-offs that models append after the last question when they forget its end marker.
+# Sign-offs that models append after the last question when they forget its end marker. Only phrases
+# that are a sign-off as a whole are listed: "Note:", "The above ..." or "希望 ..." alone also open real
+# parts of a question ("The above table is from our Q1 report. Forecast March", "希望能给出代码示例").
 _CLOSING = re.compile(
-    r"^(?:\*\*)?(?:i hope|hope (?:this|these)|these (?:three )?(?:questions|requests)|let me know|feel free"
-    r"|note[:：]|each (?:question|request)|the (?:above|three)|希望|以上|这三个|这些问题|这些请求|注[:：]|说明[:：]|如需)",
+    r"^(?:\*\*)?(?:i hope (?:this|these|that|you)|hope (?:this|these|that)|these (?:three )?(?:questions|requests)"
+    r"|let me know|feel free|each (?:question|request)|the (?:above|three) (?:questions|requests)"
+    r"|希望(?:这|以上|对你|对您|能对|能帮|能够帮|有所帮助)|以上(?:就是|是|三个|这些|问题|请求)|这三个|这些问题|这些请求|如需)",
     re.IGNORECASE,
 )
+#: A sign-off is short; a longer paragraph, a question mark or a "please" is part of the question.
+_CLOSING_MAX_CHARS = 160
+_ASKS = re.compile(r"[?？]|\bplease\b|请", re.IGNORECASE)
+
+
+def _is_closing(paragraph: str) -> bool:
+    paragraph = paragraph.strip()
+    return len(paragraph) <= _CLOSING_MAX_CHARS and not _ASKS.search(paragraph) and bool(_CLOSING.match(paragraph))
+
 
 SCHEMA: dict[str, Any] = {
     "title": "questions",
     "type": "object",
-    # Bounded lengths keep constrained decoding from running into max_tokens mid-JSON (small models ramble).
-    "properties": {level: {"type": "string", "minLength": 10, "maxLength": 500} for level in DIFFICULTIES},
+    # Questions are not bounded above: a material-processing question carries its material, and a grammar
+    # that stops a string at maxLength cuts it mid-material while finish_reason still says "stop".
+    "properties": {level: {"type": "string", "minLength": 10} for level in DIFFICULTIES},
     "required": list(DIFFICULTIES),
     "additionalProperties": False,
 }
@@ -176,7 +191,7 @@ def _clean_question(text: str, trim_closing: bool) -> str:
     text = clean_body(text)
     if trim_closing:
         paragraphs = re.split(r"\n[ \t]*\n", text)
-        while len(paragraphs) > 1 and _CLOSING.match(paragraphs[-1].strip()):
+        while len(paragraphs) > 1 and _is_closing(paragraphs[-1]):
             paragraphs.pop()
         text = "\n\n".join(paragraphs).strip()
     text = _LABEL.sub("", text).strip()
@@ -187,9 +202,9 @@ def _clean_question(text: str, trim_closing: bool) -> str:
 
 def read_text_questions(text: str, finish_reason: str | None = None) -> dict[str, str]:
     """The three questions of a marker-format reply, keyed by difficulty; ParseError when unusable."""
-    markers = find_markers(text, _BRACKET_PATTERNS)
+    markers = find_markers(text, _BRACKET_PATTERNS, skip_code=True)
     if not markers:
-        markers = find_markers(text, _HEADING_PATTERNS)
+        markers = find_markers(text, _HEADING_PATTERNS, skip_code=True)
     # Walk the markers: a level label or a start marker opens a question, an end marker, the next start
     # marker or the next level label closes it. Prose between a label and its start marker is dropped.
     bodies: list[tuple[str | None, str, bool]] = []  # (level, text, closed by an end marker)

@@ -27,14 +27,18 @@ from condor.stages.markers import (
     json_text,
     lookup,
     read_either,
-    read_section_parts,
     strip_reasoning,
 )
 from condor.stages.prompting import language_of, question_of, render, repair_first, reply_text, stage_request, versions_of
 
-_ANSWER = rf"(?:(?:improved|revised|refined|better|new|final|updated){SEP})?answer"
+_ADJECTIVE = r"(?:improved|revised|refined|better|new|final|updated)"
+_ANSWER = rf"(?:{_ADJECTIVE}{SEP})?answer"
 _ANSWER_ZH = r"改进后?的?(?:回答|答案)|(?:回答|答案)"
-_START = bracketed(rf"{_ANSWER}(?:{SEP}start)?|(?:{_ANSWER_ZH})(?:{SEP}开始)?")
+# A full start marker names the improved answer or says "start". A bare "[Answer]" or "【答案】" also
+# appears inside answers (a Chinese exam answer: "【答案】B【解析】..."), so it opens a block only in a
+# reply that has no full start marker, and never splits a block that is already open.
+_START = bracketed(rf"{_ANSWER}{SEP}start|{_ADJECTIVE}{SEP}answer|(?:{_ANSWER_ZH}){SEP}开始|改进后?的?(?:回答|答案)")
+_SHORT_START = bracketed(r"answer|回答|答案")
 _END = bracketed(rf"{_ANSWER}{SEP}end|(?:{_ANSWER_ZH}){SEP}结束")
 _PREAMBLE = re.compile(r"^[^\n]{0,200}[:：][ \t]*\n")
 
@@ -113,12 +117,40 @@ class RefineStage(Stage):
         return repair_first(self, record, completions, error)
 
 
+def _answer_blocks(text: str) -> tuple[list[str], bool]:
+    """The cleaned blocks between start and end markers, and whether any start marker was seen.
+
+    Inside an open block a bare "[Answer]" or "【答案】" is the answer's own text; only an end marker or
+    a full start marker ends the block.
+    """
+    markers = find_markers(text, {"start": _START, "short": _SHORT_START, "end": _END})
+    full = any(m.kind == "start" for m in markers)
+    opener = "start" if full else "short"
+    blocks: list[str] = []
+    open_at: int | None = None
+    seen_start = False
+    for marker in markers:
+        if open_at is None:
+            if marker.kind == opener:
+                open_at, seen_start = marker.end, True
+        elif marker.kind == "end":
+            blocks.append(clean_body(text[open_at : marker.start]))
+            open_at = None
+        elif marker.kind == "start":
+            # A second full start marker: the model began again, and its earlier try is a block of its own.
+            blocks.append(clean_body(text[open_at : marker.start]))
+            open_at = marker.end
+    if open_at is not None:
+        blocks.append(clean_body(text[open_at:]))
+    return [b for b in blocks if has_content(b)], seen_start
+
+
 def read_text_answer(text: str) -> str:
     """The improved answer between its markers; the longest block when the model wrote several."""
-    blocks = [b for b in read_section_parts(text, {"answer": _START}, {"answer": _END}).get("answer", []) if has_content(b)]
+    blocks, seen_start = _answer_blocks(text)
     if blocks:
         return max(blocks, key=len)
-    if find_markers(text, {"start": _START}):
+    if seen_start:
         raise ParseError("empty_answer", "the [Improved Answer Start] block is empty")
     ends = find_markers(text, {"end": _END})
     if ends:

@@ -9,9 +9,10 @@ Two modes:
     a refinement is chosen only when it scores strictly higher than the original and than every
     earlier version, so a tie keeps the earlier version and a regression is never accepted.
     Refinements without a score are never chosen, since nothing shows they are not worse. When the
-    original itself has no score (the judge was not run, or could not grade it), there is no baseline,
-    and ``best`` falls back to the ``last`` rule; ``chosen["fallback"]`` is then true and the reason
-    says so.
+    original itself has no score (the judge was not run, or could not grade it) or was cut off, there is
+    no baseline: the highest-scored complete version is chosen (ties to the earlier), and only when no
+    complete version has a score does ``best`` fall back to the ``last`` rule. ``chosen["fallback"]``
+    is true in both cases and the reason says why.
 
 In both modes a version cut off by the token limit (``finish_reason == "length"``) is passed over in
 favour of the latest complete one, because the quality filter would reject the record for it; only
@@ -76,10 +77,19 @@ def select_version(record: Record, mode: Mode = "last") -> Record:
     if mode == "last":
         chosen, reason = _last(candidates, truncated)
     elif 0 not in scores or 0 not in candidates:
-        chosen, reason = _last(candidates, truncated)
         fallback = True
         why = "the original has no judge score" if 0 not in scores else "the original was cut off"
-        reason = f"{why}, so there is no baseline; fell back to the last-version rule: {reason}"
+        scored = [i for i in candidates if i in scores]
+        if scored:
+            # Falling back to "last" here would ignore the scores we have and could pick the worst version.
+            chosen = max(scored, key=lambda i: (scores[i], -i))
+            reason = (
+                f"{why}, so there is no baseline; {_label(chosen)} has the highest score among complete "
+                f"versions ({_fmt(scores[chosen])})"
+            )
+        else:
+            chosen, reason = _last(candidates, truncated)
+            reason = f"{why}, so there is no baseline; fell back to the last-version rule: {reason}"
     else:
         chosen, reason = _best(candidates, scores)
 
