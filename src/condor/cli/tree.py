@@ -189,6 +189,8 @@ def expand(
             start = tree_from_roots(lines, name=roots.stem, language=lang)
         except OSError as exc:
             fail(f"{roots}: cannot read ({exc.strerror or exc})")
+        except UnicodeDecodeError:
+            fail(f"{roots}: not UTF-8 text; a roots file is UTF-8, one root tag per line")
         except TreeError as exc:
             fail(f"{roots}: {exc}")
     else:

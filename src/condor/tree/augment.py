@@ -103,6 +103,8 @@ def choice_request(topic: str, options: list[str], language: str, *, structured:
         "type": "object",
         "properties": {"choice": {"type": "integer", "minimum": 0, "maximum": len(options)}},
         "required": ["choice"],
+        # OpenAI's strict json_schema mode (sent by the openai backend) rejects objects without this.
+        "additionalProperties": False,
     }
     return ChatRequest(
         messages=[{"role": "user", "content": ask}],

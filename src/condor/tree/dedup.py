@@ -11,6 +11,7 @@ the same as the question-level filter and lets the threshold mean the same thing
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Any
 
@@ -18,10 +19,26 @@ DEFAULT_THRESHOLD = 0.7
 _NUM_PERM = 128
 
 
+# Punctuation that carries meaning in a name: "C++", "C#", ".NET", "R&D", "TCP/IP", "100%" are not
+# "C", "NET", "RD"... Symbols (category S, e.g. "+") are kept for the same reason. Other punctuation
+# (hyphens, quotes, brackets, full stops such as "。", middle dots) is spelling variation and dropped.
+_MEANINGFUL_PUNCTUATION = frozenset("#.&@%*/\\")
+_DIGITS = re.compile(r"\d+")
+
+
 def normalise(text: str) -> str:
-    """Lower-case NFKC text without punctuation, symbols or spaces."""
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    return "".join(ch for ch in folded if unicodedata.category(ch)[0] not in "PSZC")
+    """Lower-case NFKC text without spaces, control characters or punctuation other than the
+    meaningful kind (symbols such as "+" and marks such as "#" and "." are kept)."""
+    # A trailing full stop is sentence punctuation, not part of the name; a leading one (".NET") is.
+    folded = unicodedata.normalize("NFKC", text).casefold().strip().rstrip(".")
+    return "".join(ch for ch in folded if _kept(ch))
+
+
+def _kept(ch: str) -> bool:
+    category = unicodedata.category(ch)[0]
+    if category in "ZC":
+        return False
+    return category != "P" or ch in _MEANINGFUL_PUNCTUATION
 
 
 def char_ngrams(text: str, n: int = 3) -> set[str]:
@@ -45,10 +62,15 @@ class NearDuplicateFilter:
     def check(self, name: str) -> str | None:
         """The kept name that ``name`` duplicates, or None."""
         key = normalise(name)
+        digits = _DIGITS.findall(key)
         signature = None
         for kept_name, kept_key, kept_signature in self._kept:
             if key == kept_key:
                 return kept_name
+            # Names that differ in a number are different tags however similar the rest is:
+            # "Vitamin B12" is not "Vitamin B1", "Python 2" is not "Python 3".
+            if digits != _DIGITS.findall(kept_key):
+                continue
             if signature is None:
                 signature = _minhash(name)
             if signature.jaccard(kept_signature) >= self.threshold:

@@ -21,6 +21,9 @@ import yaml
 from condor.tree.model import TreeError
 
 _NULL_TAG = "tag:yaml.org,2002:null"
+#: Deepest nesting of mappings and lists accepted. A real tree is a handful of levels (a few more with
+#: node objects); without a limit a pathological file ends in a RecursionError traceback.
+MAX_DEPTH = 200
 # libyaml's composer is several times faster on the shipped trees and gives the same marks.
 _COMPOSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -66,9 +69,13 @@ def parse_document(text: str, source: str, kind: str) -> Any:
             raw = json.loads(text, object_pairs_hook=lambda pairs: Pairs([(k, v, None) for k, v in pairs]))
         except json.JSONDecodeError as exc:
             raise TreeError(f"{source}, line {exc.lineno}, column {exc.colno}: not valid JSON: {exc.msg}") from None
-        return _wrap_json(raw)
+        except RecursionError:
+            raise _too_deep(source) from None
+        return _wrap_json(raw, source)
     try:
         node = yaml.compose(text, Loader=_COMPOSER)
+    except RecursionError:
+        raise _too_deep(source) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -79,17 +86,24 @@ def parse_document(text: str, source: str, kind: str) -> Any:
     return _from_yaml(node, yaml.SafeLoader(""), source)
 
 
-def _from_yaml(node: yaml.Node, loader: yaml.SafeLoader, source: str) -> Any:
+def _too_deep(source: str, line: int | None = None) -> TreeError:
+    at = f", line {line}" if line else ""
+    return TreeError(f"{source}{at}: nested more than {MAX_DEPTH} levels deep; not a usable tree file")
+
+
+def _from_yaml(node: yaml.Node, loader: yaml.SafeLoader, source: str, depth: int = 0) -> Any:
     line = node.start_mark.line + 1
+    if depth > MAX_DEPTH:
+        raise _too_deep(source, line)
     if isinstance(node, yaml.MappingNode):
         pairs = Pairs(line=line)
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
                 raise TreeError(f"{source}, line {key_node.start_mark.line + 1}: a key must be plain text")
-            pairs.append((key_node.value, _from_yaml(value_node, loader, source), key_node.start_mark.line + 1))
+            pairs.append((key_node.value, _from_yaml(value_node, loader, source, depth + 1), key_node.start_mark.line + 1))
         return pairs
     if isinstance(node, yaml.SequenceNode):
-        values = [_from_yaml(child, loader, source) for child in node.value]
+        values = [_from_yaml(child, loader, source, depth + 1) for child in node.value]
         return Items(values, [child.start_mark.line + 1 for child in node.value], line)
     if node.tag == _NULL_TAG:
         return None
@@ -100,11 +114,13 @@ def _from_yaml(node: yaml.Node, loader: yaml.SafeLoader, source: str) -> Any:
     return Scalar(node.value, value)
 
 
-def _wrap_json(raw: Any) -> Any:
+def _wrap_json(raw: Any, source: str, depth: int = 0) -> Any:
+    if depth > MAX_DEPTH:
+        raise _too_deep(source)
     if isinstance(raw, Pairs):
-        return Pairs([(k, _wrap_json(v), None) for k, v, _ in raw])
+        return Pairs([(k, _wrap_json(v, source, depth + 1), None) for k, v, _ in raw])
     if isinstance(raw, list):
-        return Items([_wrap_json(v) for v in raw])
+        return Items([_wrap_json(v, source, depth + 1) for v in raw])
     if raw is None:
         return None
     text = raw if isinstance(raw, str) else json.dumps(raw)

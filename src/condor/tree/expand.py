@@ -53,6 +53,8 @@ def subtopics_schema(breadth: int) -> dict[str, Any]:
         "type": "object",
         "properties": {"subtopics": {"type": "array", "items": {"type": "string"}, "maxItems": breadth}},
         "required": ["subtopics"],
+        # OpenAI's strict json_schema mode (sent by the openai backend) rejects objects without this.
+        "additionalProperties": False,
     }
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from condor.tree.document import Pairs, Scalar, parse_document, plain
-from condor.tree.model import ChangelogEntry, KnowledgeTree, TreeError
+from condor.tree.model import ChangelogEntry, KnowledgeTree, TreeError, language_code
 from condor.tree.nested import NestedReader, to_nested
 
 FORMAT = "condor-tree v1"
@@ -47,13 +47,14 @@ def loads_tree(text: str, *, source: str = "<text>", kind: str = "yaml", warning
     document = parse_document(text, source, kind)
     if not isinstance(document, Pairs):
         raise TreeError(f"{source}: a tree file must be a mapping starting with 'format: {FORMAT}'")
+    _check_duplicate_keys(document, source)
     _check_format(document, source)
     unknown = [key for key in document.keys() if key not in _TOP_KEYS]
     if unknown:
         raise TreeError(f"{source}: unknown top-level field(s) {unknown}; allowed: {list(_TOP_KEYS)}")
     meta = {key: plain(value, source) for key, value, _ in document if key != "tree"}
     name = _text(meta.get("name"), source, "name") or FsPath(source).stem
-    language = _text(meta.get("language"), source, "language") or "en"
+    language = _language(document, source, warnings)
     version = meta.get("version", 1)
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise TreeError(f"{source}: version must be a whole number >= 1, got {version!r}")
@@ -73,6 +74,17 @@ def loads_tree(text: str, *, source: str = "<text>", kind: str = "yaml", warning
     )
 
 
+def _check_duplicate_keys(document: Pairs, source: str) -> None:
+    # The document keeps every key, but everything below reads the first (or last) one: a repeated
+    # 'tree:' would silently drop a whole domain section, so a repeat is refused outright.
+    seen: set[str] = set()
+    for key, _, line in document:
+        if key in seen:
+            at = f", line {line}" if line else ""
+            raise TreeError(f"{source}{at}: top-level field {key!r} appears twice; merge the two into one")
+        seen.add(key)
+
+
 def _check_format(document: Pairs, source: str) -> None:
     found = document.get("format")
     if found is None:
@@ -81,6 +93,20 @@ def _check_format(document: Pairs, source: str) -> None:
     text = found.text if isinstance(found, Scalar) else str(found)
     if text.strip() != FORMAT:
         raise TreeError(f"{source}: unknown format {text!r}; this version of condor reads {FORMAT!r}")
+
+
+def _language(document: Pairs, source: str, warnings: list[str] | None) -> str:
+    value = document.get("language")
+    if value is None:
+        return "en"
+    line = next((line for key, _, line in document if key == "language"), None)
+    where = f"{source}, line {line}" if line else source
+    # The text as written (YAML reads `no`, Norwegian, as false), or the structure for a list or mapping.
+    written = value.text if isinstance(value, Scalar) else plain(value, where)
+    code = language_code(written, where)
+    if code != written.strip() and warnings is not None:
+        warnings.append(f"{where}: language {written!r} written as {code!r}")
+    return code
 
 
 def _text(value: Any, source: str, field: str) -> str | None:

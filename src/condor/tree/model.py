@@ -11,6 +11,7 @@ growth in :mod:`condor.tree.expand` and :mod:`condor.tree.augment`.
 from __future__ import annotations
 
 import hashlib
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -31,6 +32,22 @@ class TreeError(ValueError):
 
 class DuplicateNodeError(TreeError):
     """A sibling with the same name (up to case and spacing) already exists."""
+
+
+# A language is a short BCP-47-like code ("en", "zh", "zh-hant", "pt-br"), lower case. Anything else
+# ("english", 5) used to load fine and only failed much later, when sampling found no leaves in "en".
+_LANGUAGE_CODE = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]{2,8})*")
+
+
+def language_code(value: object, where: str = "") -> str:
+    """``value`` as a lower-case language code; :class:`TreeError` (prefixed by ``where``) if it is not one."""
+    text = value.strip().lower() if isinstance(value, str) else ""
+    if not _LANGUAGE_CODE.fullmatch(text):
+        prefix = f"{where}: " if where else ""
+        raise TreeError(
+            f"{prefix}language must be a short language code such as 'en', 'zh' or 'zh-hant', got {value!r}"
+        )
+    return text
 
 
 def name_key(name: str) -> str:
@@ -122,7 +139,7 @@ class KnowledgeTree:
         changelog: list[ChangelogEntry] | None = None,
     ) -> None:
         self.name = name
-        self.language = language
+        self.language = language_code(language)
         self.version = version
         self.description = description
         # A nameless root keeps every operation uniform: domains are simply its children.

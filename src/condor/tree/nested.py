@@ -15,7 +15,16 @@ from __future__ import annotations
 from typing import Any
 
 from condor.tree.document import Items, Pairs, Scalar, plain
-from condor.tree.model import MAX_NAME_CHARS, Path, TreeError, TreeNode, clean_name, format_path, name_key
+from condor.tree.model import (
+    MAX_NAME_CHARS,
+    Path,
+    TreeError,
+    TreeNode,
+    clean_name,
+    format_path,
+    language_code,
+    name_key,
+)
 
 NODE_KEYS = ("name", "description", "language", "provenance", "children")
 
@@ -86,7 +95,17 @@ class NestedReader:
             raise TreeError(
                 f"{self.where(path, value.line)}: unknown node field(s) {unknown}; allowed: {list(NODE_KEYS)}"
             )
-        name = self.name(value.get("name"), path, value.line)
+        seen: set[str] = set()
+        for key, _, key_line in value:
+            if key in seen:
+                raise TreeError(f"{self.where(path, key_line or value.line)}: node field {key!r} appears twice")
+            seen.add(key)
+        raw_name = value.get("name")
+        if raw_name is None:
+            raise TreeError(f"{self.where(path, value.line)}: node object without a 'name' (fields: {value.keys()})")
+        if not isinstance(raw_name, Scalar):
+            raise TreeError(f"{self.where(path, value.line)}: a node's 'name' must be text")
+        name = self.name(raw_name, path, value.line)
         where = self.where(path + (name,), value.line)
         provenance = plain(value.get("provenance"), where) or {}
         if not isinstance(provenance, dict):
@@ -94,7 +113,7 @@ class NestedReader:
         node = TreeNode(
             name=name,
             description=_optional_text(value.get("description"), where, "description"),
-            language=_optional_text(value.get("language"), where, "language"),
+            language=_optional_language(value.get("language"), where),
             provenance=provenance,
         )
         node.children = self.children(value.get("children"), path + (name,), value.line)
@@ -139,8 +158,16 @@ def count_nodes(node: TreeNode) -> int:
 
 
 def is_node_object(value: Pairs) -> bool:
-    name = value.get("name")
-    return isinstance(name, Scalar) and isinstance(name.value, str)
+    # Any node field makes the mapping a node object. Requiring a text ``name`` let ``name: 5`` or a
+    # missing name fall through to the branch reading, turning field names into tags ("name > 5").
+    return any(key in NODE_KEYS for key in value.keys())
+
+
+def _optional_language(value: Any, where: str) -> str | None:
+    # Checked like the tree's own language: a bad code here would only surface when sampling.
+    if value is None:
+        return None
+    return language_code(value.text if isinstance(value, Scalar) else plain(value, where), where)
 
 
 def _optional_text(value: Any, where: str, field_name: str) -> str | None:

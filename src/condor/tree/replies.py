@@ -19,9 +19,15 @@ _FENCE = re.compile(r"```[a-zA-Z]*\s*(.*?)```", re.S)
 _MARKER = re.compile(
     r"^\s*(?:[-*•·+●○▪]|\d{1,3}\s*[.)、:：]|[（(]\d{1,3}[)）]|[一二三四五六七八九十]{1,3}\s*[、.．])\s*"
 )
-_EXPLANATION = re.compile(r"\s*(?:[:：]|\s[-–—]\s).*$")
+# No leading \s*: searched (not anchored), "\s*X" retries the whole run of spaces from every position
+# in it, which is quadratic (seconds for a 20 KB run). Spaces left in front are removed by _clean.
+_EXPLANATION = re.compile(r"(?:[:：]|\s[-–—]\s).*$")
 _QUOTES = " \t\"'“”‘’`*_「」『』《》"
 _TRAILING = _QUOTES + ".,;:，。；：、!！"
+_THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
+# A tag name never holds these; in a "name" they are debris of a list the parser did not recognise,
+# e.g. 'Insomnia"] These cover the main areas: [core'.
+_DEBRIS = frozenset('{}[]"')
 _NONE_WORDS = ("none", "no fit", "nothing", "无", "没有", "都不")
 
 
@@ -46,7 +52,7 @@ def parse_subtopics(text: str | None) -> list[str]:
         names = _names_from_structure(structured)
     elif body.startswith("[") and body.endswith("]"):
         # A list without quotes, e.g. [Sleep, Insomnia]: not JSON, not Python, but clear enough.
-        names = re.split(r"\s*[,，、]\s*", body[1:-1])
+        names = re.split(r"[,，、]", body[1:-1])  # split on the mark alone; _clean trims (see _EXPLANATION)
     elif body.startswith(("{", "[")):
         raise ReplyError("malformed_json", text)
     else:
@@ -55,8 +61,7 @@ def parse_subtopics(text: str | None) -> list[str]:
     seen: set[str] = set()
     for name in names:
         name = _clean(name)
-        # Braces in a "name" are debris of broken JSON, never part of a tag.
-        if name and "{" not in name and "}" not in name and name.casefold() not in seen:
+        if name and not _DEBRIS.intersection(name) and name.casefold() not in seen:
             seen.add(name.casefold())
             cleaned.append(name)
     if not cleaned:
@@ -94,8 +99,29 @@ def parse_choice(text: str | None, count: int) -> int | None:
 
 
 def _unfence(text: str) -> str:
+    text = _strip_reasoning(text)
     match = _FENCE.search(text)
     return match.group(1).strip() if match else text.strip()
+
+
+def _strip_reasoning(text: str) -> str:
+    """``text`` without a leading ``<think>…</think>`` block.
+
+    Reasoning models put their deliberation first; its numbers and lists ("options 1 and 4 are
+    close") would otherwise be read as the answer. Only a block at the very start is removed, so a
+    tag that merely mentions "<think>" later in an answer is left alone.
+    """
+    stripped = text.lstrip()
+    if not stripped.startswith(_THINK_OPEN):
+        return text
+    end = stripped.find(_THINK_CLOSE)
+    if end < 0:
+        # Reasoning that never finished (cut off by max_tokens): there is no answer after it.
+        raise ReplyError("unfinished_reasoning", text)
+    answer = stripped[end + len(_THINK_CLOSE) :]
+    if not answer.strip():
+        raise ReplyError("empty_reply", text)
+    return answer
 
 
 def _structured(body: str) -> Any:
@@ -113,6 +139,35 @@ def _structured(body: str) -> Any:
                 continue
             if isinstance(value, (dict, list, tuple, int, float)):
                 return list(value) if isinstance(value, tuple) else value
+    # A JSON value followed by commentary ('["Sleep", "Insomnia"] These cover… [core]'): the
+    # outermost-bracket guess above spans into the commentary, so read the first complete value.
+    for opening in ("{", "["):
+        start = body.find(opening)
+        if start < 0:
+            continue
+        try:
+            value, _ = json.JSONDecoder().raw_decode(body, start)
+        except (ValueError, RecursionError):
+            value = _first_literal(body, start, opening)
+        if isinstance(value, (dict, list)):
+            return value
+    return None
+
+
+def _first_literal(body: str, start: int, opening: str) -> Any:
+    """The Python literal (``['a', 'b']``) starting at ``start`` and ending at one of the next few
+    closing brackets, or None. Bounded so that a long reply is not re-parsed over and over."""
+    closing = "}" if opening == "{" else "]"
+    end = start
+    for _ in range(8):
+        end = body.find(closing, end + 1)
+        if end < 0:
+            return None
+        try:
+            value = ast.literal_eval(body[start : end + 1])
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+        return list(value) if isinstance(value, tuple) else value
     return None
 
 
@@ -143,7 +198,7 @@ def _names_from_lines(body: str) -> list[str]:
         # With a list present, unmarked lines are preamble or commentary.
         return [_EXPLANATION.sub("", _MARKER.sub("", line, count=1)) for line in marked]
     if len(lines) == 1:
-        return re.split(r"\s*[,，、;；]\s*", lines[0])
+        return re.split(r"[,，、;；]", lines[0])  # the mark alone; _clean trims (see _EXPLANATION)
     return [_EXPLANATION.sub("", line) for line in lines if not line.rstrip().endswith((":", "："))]
 
 

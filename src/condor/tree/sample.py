@@ -22,7 +22,7 @@ from collections import Counter
 from pathlib import Path as FsPath
 from typing import Any, Iterable
 
-from condor.tree.model import PATH_SEPARATOR, KnowledgeTree, Path, TreeError, name_key
+from condor.tree.model import PATH_SEPARATOR, KnowledgeTree, Path, TreeError, language_code, name_key
 
 
 def leaf_weights(
@@ -64,6 +64,9 @@ def sample_leaves(
     """``n`` leaf paths drawn as the module docstring describes."""
     if n < 0:
         raise ValueError("n must be >= 0")
+    if language is not None:
+        # "EN" or "english" would only surface as "no leaves in language ..."; say what is wrong instead.
+        language = language_code(language, "language filter")
     eligible = leaf_weights(tree, language=language, domain_weights=domain_weights, counts=counts)
     if not eligible:
         where = f" in language {language!r}" if language else ""
@@ -98,18 +101,25 @@ def tag_path_counts(path: str | FsPath) -> tuple[Counter, int]:
     except OSError as exc:
         raise TreeError(f"{path}: cannot read dataset ({exc.strerror or exc})") from None
     with handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise TreeError(f"{path}, line {number}: not valid JSON ({exc.msg})") from None
-            tag_path = _tag_path(record)
-            if tag_path is None:
-                missing += 1
-            else:
-                counts[tag_path] += 1
+        try:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise TreeError(f"{path}, line {number}: not valid JSON ({exc.msg})") from None
+                except RecursionError:
+                    raise TreeError(f"{path}, line {number}: JSON nested too deeply") from None
+                tag_path = _tag_path(record)
+                if tag_path is None:
+                    missing += 1
+                else:
+                    counts[tag_path] += 1
+        except UnicodeDecodeError:
+            # Decoding happens while iterating (in buffered chunks, so no reliable line number), so a
+            # binary or non-UTF-8 file fails here, not at open().
+            raise TreeError(f"{path}: not UTF-8 text; a dataset must be UTF-8 JSONL") from None
     return counts, missing
 
 
