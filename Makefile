@@ -46,7 +46,9 @@ test-fast: $(VENV)/.test-installed
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python bench/bench_openai.py
-	$(BIN)/python bench/bench_memory.py
+	$(BIN)/python bench/bench_generate.py --write
+	$(BIN)/python bench/bench_memory.py --write
+	$(BIN)/python bench/bench_embedded.py --write
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
