@@ -11,11 +11,13 @@ from condor.cli.options import (
     ApiKeyEnvOpt,
     BackendOpt,
     BaseUrlOpt,
+    CacheOpt,
     ConcurrencyOpt,
     ConfigOpt,
     MaxTokensOpt,
     ModelOpt,
     QuietOpt,
+    RetryOpt,
     TemperatureOpt,
     backend_overrides,
     resolve_config,
@@ -33,8 +35,8 @@ def generate(
     concurrency: ConcurrencyOpt = None,
     max_tokens: MaxTokensOpt = None,
     temperature: TemperatureOpt = None,
-    cache: Annotated[Path | None, typer.Option("--cache", help="Request cache file (default: OUT/cache.sqlite).")] = None,
-    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Send again the items that failed last time.")] = False,
+    cache: CacheOpt = None,
+    retry_failed: RetryOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Run every prompt through the model, resumably, and write OUT/output.jsonl in input order."""
@@ -42,19 +44,16 @@ def generate(
         config,
         {**backend_overrides(backend, base_url, model, api_key_env, concurrency, max_tokens, temperature), "cache": cache and str(cache)},
     )
-    from condor.cli.runtime import describe_usage, open_backend, run_job
+    from condor.cli.runtime import backend_session, describe_usage, run_job
     from condor.run.batch import generate_batch
     from condor.run.progress import ProgressBoard
 
     cache_path = Path(cfg.cache) if cfg.cache else output / "cache.sqlite"
 
     async def job():
-        llm = await open_backend(cfg.llm, cache_path)
-        try:
+        async with backend_session(cfg.llm, cache_path) as llm:
             with ProgressBoard(quiet=quiet) as board:
                 return await generate_batch(prompts, output, llm, board=board, retry_failed=retry_failed)
-        finally:
-            await llm.aclose()
 
     result = run_job(job)
     summary = f"{result.outputs} outputs ({result.errors} with errors) -> {result.output_path}"

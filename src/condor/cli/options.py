@@ -29,6 +29,8 @@ ConcurrencyOpt = Annotated[Optional[int], typer.Option("--concurrency", help="Re
 MaxTokensOpt = Annotated[Optional[int], typer.Option("--max-tokens", help="Maximum tokens per completion.")]
 TemperatureOpt = Annotated[Optional[float], typer.Option("--temperature", help="Sampling temperature.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars; only errors and the final summary.")]
+CacheOpt = Annotated[Optional[Path], typer.Option("--cache", help="Request cache file (default: OUT/cache.sqlite).")]
+RetryOpt = Annotated[bool, typer.Option("--retry-failed", help="Send again the items whose model calls failed last time.")]
 
 
 def backend_overrides(

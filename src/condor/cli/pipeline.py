@@ -11,11 +11,13 @@ from condor.cli.options import (
     ApiKeyEnvOpt,
     BackendOpt,
     BaseUrlOpt,
+    CacheOpt,
     ConcurrencyOpt,
     ConfigOpt,
     MaxTokensOpt,
     ModelOpt,
     QuietOpt,
+    RetryOpt,
     TemperatureOpt,
     backend_overrides,
     resolve_config,
@@ -29,8 +31,6 @@ RoundsOpt = Annotated[Optional[int], typer.Option("--rounds", help="Critique-and
 SelectOpt = Annotated[Optional[str], typer.Option("--select", help="last (the paper's default) or best (judge scores).")]
 LangOpt = Annotated[Optional[str], typer.Option("--lang", help="Question language: en, zh or both.")]
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Seed for tag sampling.")]
-RetryOpt = Annotated[bool, typer.Option("--retry-failed", help="Send again the items whose model calls failed last time.")]
-CacheOpt = Annotated[Optional[Path], typer.Option("--cache", help="Request cache file (default: OUT/cache.sqlite).")]
 
 
 def _config(config, backend, base_url, model, api_key_env, concurrency, max_tokens, temperature, cache,

@@ -8,8 +8,9 @@ command resumes (exit code 130), never in a traceback.
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 from condor.cli.options import fail
 from condor.config import BackendConfig, ConfigError
@@ -31,6 +32,16 @@ async def open_backend(cfg: BackendConfig, cache_path: Path | None, *, cache=Non
             await backend.aclose()
             raise
     return backend
+
+
+@asynccontextmanager
+async def backend_session(cfg: BackendConfig, cache_path: Path | None) -> AsyncIterator[Any]:
+    """``async with``: a checked backend for the block, closed (and its cache flushed) afterwards."""
+    backend = await open_backend(cfg, cache_path)
+    try:
+        yield backend
+    finally:
+        await backend.aclose()
 
 
 def run_job(job: Callable[[], Awaitable[T]]) -> T:

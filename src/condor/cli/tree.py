@@ -177,7 +177,7 @@ def expand(
     problems: ProblemsOpt = None,
 ) -> None:
     """Grow a tree with the model: sub-topics for every leaf, to a depth and breadth."""
-    from condor.cli.runtime import open_backend, run_job
+    from condor.cli.runtime import backend_session, run_job
     from condor.tree.expand import expand_tree, tree_from_roots
     from condor.tree.model import TreeError, parse_path
 
@@ -202,14 +202,11 @@ def expand(
     cfg, cache_path = _backend_config(config, (backend, base_url, model, api_key_env, concurrency, max_tokens, temperature), cache)
 
     async def job():
-        llm = await open_backend(cfg.llm, cache_path)
-        try:
+        async with backend_session(cfg.llm, cache_path) as llm:
             return await expand_tree(
                 start, llm, depth=depth, breadth=breadth, under=branch, structured=_structured(cfg),
                 max_tokens=cfg.llm.max_tokens, temperature=cfg.llm.temperature, seed=cfg.llm.seed,
             )
-        finally:
-            await llm.aclose()
 
     report = run_job(job)
     _report_problems(report.problems, problems)

@@ -43,6 +43,9 @@ class StageOutcome:
     failures: int = 0
     usage: Usage = field(default_factory=Usage)
     seconds: float = 0.0
+    #: ``{input_id: content hash}`` of every input seen (with ``collect_hashes``), so callers need not
+    #: hash the inputs again.
+    input_hashes: dict[str, str] = field(default_factory=dict, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -87,6 +90,7 @@ class StageRunner:
         board: ProgressBoard | None = None,
         retry_failed: bool = False,
         outage_after: int | None = None,
+        collect_hashes: bool = False,
     ) -> None:
         self.stage = stage
         self.backend = backend
@@ -95,6 +99,8 @@ class StageRunner:
         self.window = window or max(4, backend.concurrency * 2)
         self.board = board or ProgressBoard(quiet=True)
         self.retry_failed = retry_failed
+        # Off for batch generation: it needs no record of its inputs, and memory must not grow with them.
+        self.collect_hashes = collect_hashes
         # This many inputs in a row failing at the transport level (after the backend's own retries)
         # means the server is down: stop, rather than record the whole rest of the run as failures.
         self.outage_after = outage_after or max(32, self.window)
@@ -265,6 +271,8 @@ class StageRunner:
                 for record in inputs:
                     outcome.inputs += 1
                     digest = record_hash(record)
+                    if self.collect_hashes:
+                        outcome.input_hashes[record["id"]] = digest
                     # Done means done for this very content: an input that changed upstream (a retried
                     # refinement, say) is processed again, and its new unit supersedes the old one.
                     if record["id"] in done and done[record["id"]] in (digest, None):

@@ -149,6 +149,7 @@ class Pipeline:
             structured=self.cfg.backend_for(stage.role).structured,
             board=self.board,
             retry_failed=self.retry_failed,
+            collect_hashes=True,
         )
         outcome = await runner.run(inputs(), total=total)
         summary = self._summarise(store)
@@ -162,11 +163,13 @@ class Pipeline:
         entry["model"] = backend.identity
         store.mark_complete({**entry, "key": key})
         self.run.save_manifest()
-        return self._view(store, inputs)
+        return self._remember(StepView(store, dict(outcome.input_hashes)))
 
     def _view(self, store: StageStore, inputs: Callable[[], Iterator[Record]]) -> "StepView":
-        view = StepView(store, {record["id"]: record_hash(record) for record in inputs()})
-        self._views[store.name] = view
+        return self._remember(StepView(store, {record["id"]: record_hash(record) for record in inputs()}))
+
+    def _remember(self, view: "StepView") -> "StepView":
+        self._views[view.name] = view
         return view
 
     def _local_step(
@@ -201,9 +204,7 @@ class Pipeline:
 
     def _local_view(self, store: StageStore) -> "StepView":
         # A model-free step is rewritten whole, so everything in it is current.
-        view = StepView(store, None)
-        self._views[store.name] = view
-        return view
+        return self._remember(StepView(store, None))
 
     def _step_key(self, depends_on: Iterable[str], settings: Any) -> str:
         markers = []
