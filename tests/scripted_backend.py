@@ -9,14 +9,14 @@ from __future__ import annotations
 import asyncio
 from typing import Callable, Sequence
 
-from condor.llm.base import ChatRequest, Completion, LLMBackend
+from condor.llm.base import Capabilities, ChatRequest, Completion, LLMBackend
 
 
 class ScriptedBackend(LLMBackend):
     def __init__(self, answer: Callable[[ChatRequest], Completion | str], *, schema: bool = True,
                  concurrency: int = 8, identity: str = "scripted:test") -> None:
         self.answer = answer
-        self.supports_schema = schema
+        self.capabilities = Capabilities(structured=schema)
         self.concurrency = concurrency
         self.identity = identity
         self.calls: list[ChatRequest] = []

@@ -42,8 +42,13 @@ def test_public_api_is_explicit():
     import condor.llm
     import condor.stages
 
-    assert condor.__all__ == ["__version__"]
-    assert set(condor.llm.__all__) == {"BackendUnavailable", "ChatRequest", "Completion", "LLMBackend", "Usage"}
-    for module in (condor.llm, condor.stages):
+    assert condor.__all__ == [
+        "__version__", "GateStep", "ModelStep", "RunConfig", "arun_pipeline", "export_run", "insert_after",
+        "load_config", "pipeline_steps", "read_run", "run_pipeline",
+    ]
+    assert set(condor.llm.__all__) == {
+        "BackendUnavailable", "Capabilities", "ChatRequest", "Completion", "LLMBackend", "Usage",
+    }
+    for module in (condor, condor.llm, condor.stages):
         for name in module.__all__:
             assert hasattr(module, name), name

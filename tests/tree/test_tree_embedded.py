@@ -10,7 +10,7 @@ import asyncio
 
 import pytest
 
-from condor.config import BackendConfig
+from condor.config import EmbeddedSettings
 from condor.tree.augment import augment_tree
 from condor.tree.expand import expand_tree, tree_from_roots
 
@@ -21,9 +21,9 @@ pytest.importorskip("llama_cpp", reason="the embedded extra is installed by `mak
 
 @pytest.fixture(scope="module")
 def smollm():
-    from condor.llm.factory import build_backend
+    from condor.llm.registry import build_backend
 
-    backend = build_backend(BackendConfig(backend="embedded", max_tokens=64, temperature=0.0, n_ctx=2048, seed=1))
+    backend = build_backend(EmbeddedSettings(max_tokens=64, temperature=0.0, n_ctx=2048, seed=1))
     yield backend
     asyncio.run(backend.aclose())
 

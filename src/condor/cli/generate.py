@@ -7,53 +7,33 @@ from typing import Annotated
 
 import typer
 
-from condor.cli.options import (
-    ApiKeyEnvOpt,
-    BackendOpt,
-    BaseUrlOpt,
-    CacheOpt,
-    ConcurrencyOpt,
-    ConfigOpt,
-    MaxTokensOpt,
-    ModelOpt,
-    QuietOpt,
-    RetryOpt,
-    TemperatureOpt,
-    backend_overrides,
-    resolve_config,
-)
+from condor.cli.options import ModelFlags, QuietOpt, RetryOpt, model_options
 
 
+@model_options
 def generate(
     prompts: Annotated[Path, typer.Argument(help="JSONL file: one {'id', 'prompt'} or {'id', 'messages'} per line.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Run directory; results go to OUT/output.jsonl.")],
-    config: ConfigOpt = None,
-    backend: BackendOpt = None,
-    base_url: BaseUrlOpt = None,
-    model: ModelOpt = None,
-    api_key_env: ApiKeyEnvOpt = None,
-    concurrency: ConcurrencyOpt = None,
-    max_tokens: MaxTokensOpt = None,
-    temperature: TemperatureOpt = None,
-    cache: CacheOpt = None,
     retry_failed: RetryOpt = False,
     quiet: QuietOpt = False,
+    flags: ModelFlags = ModelFlags(),
 ) -> None:
     """Run every prompt through the model, resumably, and write OUT/output.jsonl in input order."""
-    cfg = resolve_config(
-        config,
-        {**backend_overrides(backend, base_url, model, api_key_env, concurrency, max_tokens, temperature), "cache": cache and str(cache)},
-    )
-    from condor.cli.runtime import backend_session, describe_usage, run_job
+    cfg = flags.load()
+    from condor.cli.runtime import describe_usage, run_job
+    from condor.llm.registry import backend_session
     from condor.run.batch import generate_batch
     from condor.run.progress import ProgressBoard
+    from condor.run.store import RunDirectory
 
     cache_path = Path(cfg.cache) if cfg.cache else output / "cache.sqlite"
 
     async def job():
-        async with backend_session(cfg.llm, cache_path) as llm:
-            with ProgressBoard(quiet=quiet) as board:
-                return await generate_batch(prompts, output, llm, board=board, retry_failed=retry_failed)
+        # The lock first: a second process on the same directory is refused before it loads a model.
+        with RunDirectory(output).lock():
+            async with backend_session(cfg.llm, cache_path) as llm:
+                with ProgressBoard(quiet=quiet) as board:
+                    return await generate_batch(prompts, output, llm, board=board, retry_failed=retry_failed)
 
     result = run_job(job)
     summary = f"{result.outputs} outputs ({result.errors} with errors) -> {result.output_path}"

@@ -1,59 +1,113 @@
-"""Options shared by every command that calls a model, and the glue that turns them into a RunConfig.
+"""Options shared by the commands, defined once, with their help taken from the config's fields.
 
-Each model-calling command declares the same flags (``--backend``, ``--base-url``, ``--model``,
-``--api-key-env``, ``--concurrency``, ``--max-tokens``, ``--temperature``) plus ``--config``; flags
-override the YAML file, which overrides the defaults.
+Every command that calls a model takes the same model flags (``--config``, ``--backend``,
+``--base-url``, ``--model``, ``--api-key-env``, ``--concurrency``, ``--max-tokens``, ``--temperature``,
+``--cache``): :func:`model_options` adds them to a command and hands them over as one
+:class:`ModelFlags`. Flags override the YAML file, which overrides the defaults; the YAML file is read
+once, by :func:`condor.config.load_config`.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from condor.config import ConfigError, RunConfig, load_config
+from condor.config import ConfigError, PipelineConfig, RunConfig, load_config
+from condor.llm.settings import KINDS, CommonSettings, EmbeddedSettings, OpenAISettings
 
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML run configuration.")]
-BackendOpt = Annotated[
-    Optional[str], typer.Option("--backend", help="embedded (llama.cpp, default) or openai (any compatible server).")
-]
-BaseUrlOpt = Annotated[
-    Optional[str], typer.Option("--base-url", help="Server address as OpenAI clients take it, e.g. http://localhost:8000/v1.")
-]
-ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Model name on the server, or a GGUF path for embedded.")]
-ApiKeyEnvOpt = Annotated[
-    Optional[str], typer.Option("--api-key-env", help="Environment variable holding the API key (never stored).")
-]
-ConcurrencyOpt = Annotated[Optional[int], typer.Option("--concurrency", help="Requests in flight at once (default 64).")]
-MaxTokensOpt = Annotated[Optional[int], typer.Option("--max-tokens", help="Maximum tokens per completion.")]
-TemperatureOpt = Annotated[Optional[float], typer.Option("--temperature", help="Sampling temperature.")]
+
+def _help(model: type, name: str, extra: str = "") -> str:
+    description = model.model_fields[name].description or ""
+    return f"{description} {extra}".strip()
+
+
+def pipeline_option(name: str, flag: str, kind: type, extra: str = "", **limits: Any) -> Any:
+    """An optional flag for ``pipeline.<name>`` with the field's description as help."""
+    return Annotated[Optional[kind], typer.Option(flag, help=_help(PipelineConfig, name, extra), **limits)]
+
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML run configuration (flags override it).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars; only errors and the final summary.")]
-CacheOpt = Annotated[Optional[Path], typer.Option("--cache", help="Request cache file (default: OUT/cache.sqlite).")]
 RetryOpt = Annotated[bool, typer.Option("--retry-failed", help="Send again the items whose model calls failed last time.")]
+OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Run directory (resumable; rerun the same command to continue).")]
+TreeOpt = pipeline_option("tree", "--tree", str)
+LeavesOpt = pipeline_option("leaves", "--leaves", int, "Per language.", min=1)
+TasksOpt = pipeline_option("tasks", "--tasks", str, "Comma-separated.")
+RoundsOpt = pipeline_option("rounds", "--rounds", int, min=0, max=10)
+SelectOpt = pipeline_option("select", "--select", str, "(last or best)")
+LangOpt = pipeline_option("lang", "--lang", str, "(en, zh or both)")
+SeedOpt = pipeline_option("seed", "--seed", int)
 
 
-def backend_overrides(
-    backend: str | None,
-    base_url: str | None,
-    model: str | None,
-    api_key_env: str | None,
-    concurrency: int | None,
-    max_tokens: int | None,
-    temperature: float | None,
-) -> dict[str, Any]:
-    """Dotted config keys for the backend flags. Giving --base-url alone implies the openai backend."""
-    if backend is None and base_url is not None:
-        backend = "openai"
-    return {
-        "llm.backend": backend,
-        "llm.base_url": base_url,
-        "llm.model": model,
-        "llm.api_key_env": api_key_env,
-        "llm.concurrency": concurrency,
-        "llm.max_tokens": max_tokens,
-        "llm.temperature": temperature,
-    }
+@dataclass
+class ModelFlags:
+    """The shared model flags of one command invocation (None: not given)."""
+
+    config: Optional[Path] = None
+    backend: Optional[str] = None
+    base_url: Optional[str] = None
+    model: Optional[str] = None
+    api_key_env: Optional[str] = None
+    concurrency: Optional[int] = None
+    max_tokens: Optional[int] = None
+    temperature: Optional[float] = None
+    cache: Optional[Path] = None
+
+    def overrides(self) -> dict[str, Any]:
+        """Dotted config keys for the flags. Giving --base-url alone implies the openai backend."""
+        backend = self.backend
+        if backend is None and self.base_url is not None:
+            backend = "openai"
+        values = {name: getattr(self, name) for name in ("base_url", "model", "api_key_env", "concurrency",
+                                                         "max_tokens", "temperature")}
+        out = {f"llm.{name}": value for name, value in values.items()}
+        out["llm.backend"] = backend
+        out["cache"] = str(self.cache) if self.cache else None
+        return out
+
+    def load(self, more: dict[str, Any] | None = None) -> RunConfig:
+        """The run configuration: defaults, then the YAML file, then these flags and ``more``."""
+        return resolve_config(self.config, {**self.overrides(), **(more or {})})
+
+
+_MODEL_OPTIONS: dict[str, Any] = {
+    "config": ConfigOpt,
+    "backend": Annotated[Optional[str], typer.Option("--backend", help=f"Backend kind: {', '.join(KINDS)} (default embedded; --base-url implies openai).")],
+    "base_url": Annotated[Optional[str], typer.Option("--base-url", help=_help(OpenAISettings, "base_url"))],
+    "model": Annotated[Optional[str], typer.Option(
+        "--model", help=f"{_help(OpenAISettings, 'model')} For embedded: {_help(EmbeddedSettings, 'model')}")],
+    "api_key_env": Annotated[Optional[str], typer.Option("--api-key-env", help=_help(OpenAISettings, "api_key_env"))],
+    "concurrency": Annotated[Optional[int], typer.Option("--concurrency", help=_help(CommonSettings, "concurrency"))],
+    "max_tokens": Annotated[Optional[int], typer.Option("--max-tokens", help=_help(CommonSettings, "max_tokens"))],
+    "temperature": Annotated[Optional[float], typer.Option("--temperature", help=_help(CommonSettings, "temperature"))],
+    "cache": Annotated[Optional[Path], typer.Option("--cache", help=_help(RunConfig, "cache"))],
+}
+assert set(_MODEL_OPTIONS) == {f.name for f in fields(ModelFlags)}
+
+
+def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give ``command`` the shared model flags; it receives them as its ``flags: ModelFlags`` argument."""
+    signature = inspect.signature(command, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name != "flags"]
+    added = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=kind)
+        for name, kind in _MODEL_OPTIONS.items()
+    ]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        flags = ModelFlags(**{name: kwargs.pop(name) for name in _MODEL_OPTIONS})
+        return command(**kwargs, flags=flags)
+
+    # typer reads the signature and the type hints; both must show the added flags, not `flags`.
+    wrapper.__signature__ = signature.replace(parameters=[*own, *added])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in [*own, *added]} | {"return": signature.return_annotation}
+    return wrapper
 
 
 def resolve_config(config: Path | None, overrides: dict[str, Any]) -> RunConfig:

@@ -1,4 +1,4 @@
-"""Running an async job from a command: backend lifetime, clean errors, interrupt handling.
+"""Running a job from a command: clean errors and interrupt handling.
 
 Every model-calling command goes through :func:`run_job`, so that an unreachable server, a bad config or
 a corrupted run directory ends in one readable line (exit code 2), and Ctrl-C in a hint that the same
@@ -8,40 +8,12 @@ command resumes (exit code 130), never in a traceback.
 from __future__ import annotations
 
 import asyncio
-from contextlib import asynccontextmanager
-from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 from condor.cli.options import fail
-from condor.config import BackendConfig, ConfigError
+from condor.config import ConfigError
 
 T = TypeVar("T")
-
-
-async def open_backend(cfg: BackendConfig, cache_path: Path | None, *, cache=None):
-    """Build the backend and make sure it can work before any record is touched."""
-    from condor.llm.factory import build_backend
-
-    backend = build_backend(cfg, cache_path, cache=cache)
-    # The openai backend probes the server; the embedded one loads its model. Either fails here, early.
-    check = getattr(backend, "check", None) or getattr(backend, "warm_up", None)
-    if check is not None:
-        try:
-            await check()
-        except BaseException:
-            await backend.aclose()
-            raise
-    return backend
-
-
-@asynccontextmanager
-async def backend_session(cfg: BackendConfig, cache_path: Path | None) -> AsyncIterator[Any]:
-    """``async with``: a checked backend for the block, closed (and its cache flushed) afterwards."""
-    backend = await open_backend(cfg, cache_path)
-    try:
-        yield backend
-    finally:
-        await backend.aclose()
 
 
 def run_job(job: Callable[[], Awaitable[T]]) -> T:
@@ -70,6 +42,15 @@ def run_job(job: Callable[[], Awaitable[T]]) -> T:
     except KeyboardInterrupt:
         fail("interrupted; run the same command again to resume where it stopped", code=130)
     raise AssertionError("unreachable")
+
+
+def run_sync(fn: Callable[[], T]) -> T:
+    """Run a synchronous API call with the same error mapping as model jobs."""
+
+    async def job() -> T:
+        return fn()
+
+    return run_job(job)
 
 
 def describe_usage(stats: dict[str, Any]) -> str:

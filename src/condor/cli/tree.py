@@ -12,26 +12,13 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from condor.cli.options import (
-    ApiKeyEnvOpt,
-    BackendOpt,
-    BaseUrlOpt,
-    ConcurrencyOpt,
-    ConfigOpt,
-    MaxTokensOpt,
-    ModelOpt,
-    TemperatureOpt,
-    backend_overrides,
-    fail,
-    resolve_config,
-)
+from condor.cli.options import ModelFlags, fail, model_options
 
 tree_app = typer.Typer(help="World Knowledge Tree: show, convert, expand, augment, diff, merge and sample.", no_args_is_help=True)
 
 TreeOpt = Annotated[str, typer.Option("--tree", "-t", help="Shipped tree (en, zh) or a tree file.")]
 OutOpt = Annotated[Path, typer.Option("--output", "-o", help="Where to write the result (.yaml or .json).")]
 ProblemsOpt = Annotated[Optional[Path], typer.Option("--problems", help="Write every model-answer problem here (JSONL).")]
-CacheOpt = Annotated[Optional[Path], typer.Option("--cache", help="Request cache file (SQLite); reruns cost nothing.")]
 
 
 def _load(spec: str):
@@ -137,8 +124,8 @@ def export(
     typer.echo(f"wrote {len(loaded.leaves())} leaves as {fmt} -> {output}")
 
 
-def _backend_config(config: Any, flags: tuple, cache: Optional[Path]) -> tuple[Any, Optional[Path]]:
-    cfg = resolve_config(config, {**backend_overrides(*flags), "cache": cache and str(cache)})
+def _backend_config(flags: ModelFlags) -> tuple[Any, Optional[Path]]:
+    cfg = flags.load()
     return cfg, Path(cfg.cache) if cfg.cache else None
 
 
@@ -157,6 +144,7 @@ def _report_problems(problems: list, path: Optional[Path]) -> None:
 
 
 @tree_app.command("expand")
+@model_options
 def expand(
     output: OutOpt,
     roots: Annotated[Optional[Path], typer.Option("--roots", help="Text file of root tags, one per line.")] = None,
@@ -165,19 +153,12 @@ def expand(
     breadth: Annotated[int, typer.Option("--breadth", min=1, max=50, help="Sub-topics asked for per node.")] = 8,
     under: Annotated[Optional[str], typer.Option("--under", help="Only grow below this path ('A > B').")] = None,
     lang: Annotated[str, typer.Option("--lang", help="Language of the root tags (with --roots).")] = "en",
-    config: ConfigOpt = None,
-    backend: BackendOpt = None,
-    base_url: BaseUrlOpt = None,
-    model: ModelOpt = None,
-    api_key_env: ApiKeyEnvOpt = None,
-    concurrency: ConcurrencyOpt = None,
-    max_tokens: MaxTokensOpt = None,
-    temperature: TemperatureOpt = None,
-    cache: CacheOpt = None,
     problems: ProblemsOpt = None,
+    flags: ModelFlags = ModelFlags(),
 ) -> None:
     """Grow a tree with the model: sub-topics for every leaf, to a depth and breadth."""
-    from condor.cli.runtime import backend_session, run_job
+    from condor.cli.runtime import run_job
+    from condor.llm.registry import backend_session
     from condor.tree.expand import expand_tree, tree_from_roots
     from condor.tree.model import TreeError, parse_path
 
@@ -199,7 +180,7 @@ def expand(
     if start.find(branch) is None:
         # Checked before the backend opens: loading a model only to fail on a typo wastes a minute.
         fail(f"no node at {under!r} in tree {start.name!r}; see 'condor tree show'")
-    cfg, cache_path = _backend_config(config, (backend, base_url, model, api_key_env, concurrency, max_tokens, temperature), cache)
+    cfg, cache_path = _backend_config(flags)
 
     async def job():
         async with backend_session(cfg.llm, cache_path) as llm:
@@ -218,6 +199,7 @@ def expand(
 
 
 @tree_app.command("augment")
+@model_options
 def augment(
     topics: Annotated[Path, typer.Option("--topics", help="Trending topics, one per line.")],
     output: OutOpt,
@@ -226,19 +208,12 @@ def augment(
     placement: Annotated[str, typer.Option("--placement", help="model (falls back to embeddings) or embeddings only.")] = "model",
     threshold: Annotated[float, typer.Option("--threshold", min=-1.0, max=1.0, help="Least cosine similarity for embedding placement.")] = 0.3,
     no_embeddings: Annotated[bool, typer.Option("--no-embeddings", help="Never fall back to embeddings.")] = False,
-    config: ConfigOpt = None,
-    backend: BackendOpt = None,
-    base_url: BaseUrlOpt = None,
-    model: ModelOpt = None,
-    api_key_env: ApiKeyEnvOpt = None,
-    concurrency: ConcurrencyOpt = None,
-    max_tokens: MaxTokensOpt = None,
-    temperature: TemperatureOpt = None,
-    cache: CacheOpt = None,
     problems: ProblemsOpt = None,
+    flags: ModelFlags = ModelFlags(),
 ) -> None:
     """File trending topics under the best-fitting branches; the rest go to a review list."""
-    from condor.cli.runtime import open_backend, run_job
+    from condor.cli.runtime import run_job
+    from condor.llm.registry import backend_session
     from condor.tree.augment import augment_tree, read_topics, write_review
     from condor.tree.model import TreeError
 
@@ -253,18 +228,19 @@ def augment(
         fail(str(exc))
     if not topic_list:
         fail(f"{topics}: no topics (one per line)")
-    cfg, cache_path = _backend_config(config, (backend, base_url, model, api_key_env, concurrency, max_tokens, temperature), cache)
+    cfg, cache_path = _backend_config(flags)
+
+    async def place(llm):
+        return await augment_tree(
+            target, topic_list, llm, use_embeddings=not no_embeddings, threshold=threshold,
+            structured=_structured(cfg), max_tokens=flags.max_tokens or 64, source=topics.name,
+        )
 
     async def job():
-        llm = await open_backend(cfg.llm, cache_path) if placement == "model" else None
-        try:
-            return await augment_tree(
-                target, topic_list, llm, use_embeddings=not no_embeddings, threshold=threshold,
-                structured=_structured(cfg), max_tokens=max_tokens or 64, source=topics.name,
-            )
-        finally:
-            if llm is not None:
-                await llm.aclose()
+        if placement != "model":
+            return await place(None)
+        async with backend_session(cfg.llm, cache_path) as llm:
+            return await place(llm)
 
     report = run_job(job)
     _report_problems(report.problems, problems)

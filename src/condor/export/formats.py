@@ -5,9 +5,9 @@
 - Preference (DPO): TRL's conversational format ``{"prompt": [...], "chosen": [...], "rejected": [...]}``
   where *chosen* is the selected refinement and *rejected* the original answer, written only when the
   selection preferred a refinement whose text differs from the original.
-- Rejections: ``{"stage", "reason", "detail", "id", "record"}``, one per input that produced no row.
-
-Pure functions over dicts; the pipeline does the file writing.
+Rejection rows (``{"stage", "reason", "detail", "id", "record"}``) come from the run reader,
+:meth:`condor.run.records.RunReader.rejections`. Pure functions over dicts; :mod:`condor.export.dataset`
+writes the files.
 """
 
 from __future__ import annotations
@@ -71,15 +71,4 @@ def preference_row(record: Record) -> dict[str, Any] | None:
             "difficulty": record.get("difficulty"),
             "language": record.get("language"),
         },
-    }
-
-
-def rejection_row(rejection: dict[str, Any]) -> dict[str, Any]:
-    record = rejection.get("record") or {}
-    return {
-        "stage": rejection.get("stage"),
-        "reason": rejection.get("reason"),
-        "detail": rejection.get("detail", ""),
-        "id": record.get("id"),
-        "record": record,
     }

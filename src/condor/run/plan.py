@@ -13,9 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Iterator
-
 from condor.config import ConfigError, PipelineConfig
+from condor.run.records import PLAN_FILE
 from condor.run.store import RunDirectory, atomic_write_lines, dumps
 from condor.stages.base import Record
 from condor.stages.tasks import TaskType
@@ -23,7 +22,7 @@ from condor.tree.io import SHIPPED_TREES, resolve_tree
 from condor.tree.model import KnowledgeTree, node_id
 from condor.tree.sample import sample_leaves
 
-PLAN_FILE = "plan.jsonl"
+__all__ = ["PLAN_FILE", "build_plan", "load_or_create_plan", "plan_fingerprint", "trees_for"]
 
 
 def languages(lang: str) -> list[str]:
@@ -95,9 +94,3 @@ def load_or_create_plan(run: RunDirectory, pipeline: PipelineConfig, tasks: dict
     if not items:
         raise ConfigError("the plan is empty: no leaves or no tasks selected")
     return atomic_write_lines(path, (dumps(item) for item in items))
-
-
-def iter_plan(run: RunDirectory) -> Iterator[Record]:
-    with (run.root / PLAN_FILE).open(encoding="utf-8") as handle:
-        for line in handle:
-            yield json.loads(line)

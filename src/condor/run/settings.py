@@ -1,49 +1,73 @@
-"""Effective pipeline settings: config values, with demo-sized defaults on the embedded model.
+"""Effective pipeline settings: the config's values, with demo-sized defaults on the embedded model.
 
-``condor run`` with no server runs on a 135M-parameter model at roughly 100 tokens/s on two cores, so
+``condor run`` with no server runs on a 135M-parameter model at roughly 50 tokens/s on two cores, so
 the server-sized defaults (20 leaves x 7 tasks, 1,024 tokens per answer) would take hours. When the
 question writer is the embedded backend and the user set neither leaves, tasks nor max_tokens, a small
-demo plan is used instead, and the run says so. Anything given explicitly always wins.
+demo plan is used instead, and the run says so. Anything the user gave (in the file or as a flag, as
+pydantic's ``model_fields_set`` records) always wins. The caller's config is never changed: the
+demo's token limit goes into a copy.
+
+Files the settings name (task types, few-shot examples) are read here, once, and handed to stages.
 """
 
 from __future__ import annotations
 
-from condor.config import RunConfig
-from condor.run.pipeline import Settings
-from condor.stages.questions import load_few_shot
-from condor.stages.tasks import default_tasks, load_tasks, select_tasks
+from dataclasses import dataclass, field
 
-SERVER_LEAVES = 20
+from condor.config import ROLES, RunConfig
+from condor.config_files import load_few_shot, load_tasks
+from condor.stages.tasks import TaskType, default_tasks, select_tasks
+
 DEMO_LEAVES = 2
 DEMO_TASKS = ("domain_qa", "daily_chat", "creation")
 DEMO_MAX_TOKENS = 320
 
 
-def effective_settings(cfg: RunConfig, explicit: set[str]) -> Settings:
-    """Resolve tasks, leaves, few-shot examples; ``explicit`` names the settings the user gave."""
+@dataclass
+class Settings:
+    """Pipeline settings after defaults were applied, and the config they were applied to."""
+
+    config: RunConfig
+    leaves: int
+    tasks: dict[str, TaskType]
+    rounds: int
+    select: str
+    few_shot: dict[str, list[str]] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _max_tokens_given(cfg: RunConfig) -> bool:
+    return cfg.given("llm.max_tokens") or any("max_tokens" in role.model_fields_set for role in cfg.roles.values())
+
+
+def effective_settings(cfg: RunConfig) -> Settings:
+    """Resolve tasks, leaves and few-shot examples, and apply demo sizes on the embedded model."""
     p = cfg.pipeline
-    tasks = default_tasks()
-    if p.task_file:
-        tasks = load_tasks(p.task_file, replace=p.task_file_mode == "replace")
+    tasks = load_tasks(p.task_file, replace=p.task_file_mode == "replace") if p.task_file else default_tasks()
     notes: list[str] = []
     demo = cfg.backend_for("question_writer").backend == "embedded"
-    leaves = p.leaves
-    chosen_tasks = p.tasks
-    if demo and "leaves" not in explicit:
+    leaves, chosen_tasks = p.leaves, p.tasks
+    given = {"leaves": cfg.given("pipeline.leaves"), "tasks": cfg.given("pipeline.tasks"),
+             "max_tokens": _max_tokens_given(cfg)}
+    if demo and not given["leaves"]:
         leaves = DEMO_LEAVES
-    if demo and "tasks" not in explicit and not p.task_file:
+    if demo and not given["tasks"] and not p.task_file:
         chosen_tasks = list(DEMO_TASKS)
-    if demo and "max_tokens" not in explicit:
-        for role_cfg in [cfg.llm, *cfg.roles.values()]:
-            if role_cfg.backend == "embedded":
-                role_cfg.max_tokens = DEMO_MAX_TOKENS
-    if demo and {"leaves", "tasks", "max_tokens"} - explicit:
+    if demo and not given["max_tokens"]:
+        llm = cfg.llm.model_copy(update={"max_tokens": DEMO_MAX_TOKENS}) if cfg.llm.backend == "embedded" else cfg.llm
+        roles = {
+            role: (settings.model_copy(update={"max_tokens": DEMO_MAX_TOKENS}) if settings.backend == "embedded" else settings)
+            for role, settings in cfg.roles.items()
+        }
+        cfg = cfg.model_copy(update={"llm": llm, "roles": roles})
+    if demo and not all(given.values()):
         notes.append(
             f"embedded model: demo settings ({leaves} leaves, tasks {', '.join(chosen_tasks or tasks)}, "
             f"max_tokens {cfg.llm.max_tokens}); pass --leaves/--tasks/--max-tokens to change them"
         )
     few_shot = load_few_shot(p.few_shot_file) if p.few_shot_file else None
     return Settings(
+        config=cfg,
         leaves=leaves,
         tasks=select_tasks(tasks, chosen_tasks),
         rounds=p.rounds,
@@ -51,3 +75,6 @@ def effective_settings(cfg: RunConfig, explicit: set[str]) -> Settings:
         few_shot=few_shot,
         notes=notes,
     )
+
+
+__all__ = ["DEMO_LEAVES", "DEMO_MAX_TOKENS", "DEMO_TASKS", "ROLES", "Settings", "effective_settings"]

@@ -1,10 +1,13 @@
-"""The run directory: a manifest plus one append-only shard of work units per stage.
+"""The run directory, write side: a manifest, a lock, and append-only shards of work units per step.
 
 Layout::
 
-    OUT/manifest.json                 format line, config, inputs, per-stage status and token usage
-    OUT/stages/<stage>/units.jsonl    one line per finished input: its output records, rejections or error
-    OUT/stages/<stage>/complete.json  written (atomically) once every input of the stage is done
+    OUT/manifest.json                    format line, config, step graph, per-step status and token usage
+    OUT/.lock                            held (flock) by the one process writing this run
+    OUT/stages/<step>/units.jsonl        the main writer's shard: one line per finished input
+    OUT/stages/<step>/units-<w>.jsonl    the shard of writer <w> (Ray blocks, split runs), merged on read
+    OUT/stages/<step>/done-<w>.json      writer <w> finished its part
+    OUT/stages/<step>/complete.json      written (atomically) once every input of the step is done
 
 A *unit* line is the atomic commit of the work done for one input, so a crash can never leave half of one
 input's outputs behind: either the whole line is there, or the input is redone (and answered from the
@@ -17,14 +20,19 @@ name and renamed, so a reader never sees half of one.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
 RUN_FORMAT = "condor-run v1"
+LOCK_FILE = ".lock"
+_WRITER = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class RunStoreError(RuntimeError):
@@ -87,14 +95,38 @@ def record_hash(record: Any) -> str:
 
 
 class StageStore:
-    """The shard of one stage. Append units; read back done ids, records and rejections."""
+    """The units of one step: one shard file per writer, merged on read.
 
-    def __init__(self, directory: Path, name: str) -> None:
+    A writer appends to its own shard (``units.jsonl`` for the main writer, ``units-<writer>.jsonl``
+    for others: Ray blocks, shards of a split run), so several writers never share a file. Reading
+    merges every shard; when two shards hold a unit for the same input (a block redone by another
+    writer), the one written last wins.
+    """
+
+    MAIN_WRITER = "main"
+
+    def __init__(self, directory: Path, name: str, writer: str = MAIN_WRITER) -> None:
+        if not _WRITER.fullmatch(writer):
+            raise ValueError(f"writer names are letters, digits, '.', '_' and '-'; got {writer!r}")
         self.name = name
+        self.writer = writer
         self.directory = directory
-        self.units_path = directory / "units.jsonl"
+        self.units_path = directory / ("units.jsonl" if writer == self.MAIN_WRITER else f"units-{writer}.jsonl")
         self.complete_path = directory / "complete.json"
+        self.writer_done_path = directory / f"done-{writer}.json"
         self._fd: int | None = None
+
+    def for_writer(self, writer: str) -> "StageStore":
+        """The same step, written by ``writer`` into its own shard."""
+        return StageStore(self.directory, self.name, writer)
+
+    def shard_paths(self) -> list[Path]:
+        """Every writer's shard that exists, the main writer's first."""
+        if not self.directory.is_dir():
+            return []
+        main = self.directory / "units.jsonl"
+        others = sorted(self.directory.glob("units-*.jsonl"))
+        return ([main] if main.exists() else []) + others
 
     # -- reading -------------------------------------------------------------------------------------
     def _repair_tail(self) -> None:
@@ -123,29 +155,56 @@ class StageStore:
                 pos = start
             handle.truncate(keep)
 
-    def iter_units(self) -> Iterator[dict[str, Any]]:
-        """Every unit in file order (superseded ones included); unreadable lines are errors, not skipped."""
-        if not self.units_path.exists():
-            return
+    @staticmethod
+    def _read_shard(path: Path) -> Iterator[dict[str, Any]]:
         try:
-            with self.units_path.open("r", encoding="utf-8") as handle:
+            with path.open("r", encoding="utf-8") as handle:
                 for number, line in enumerate(handle, start=1):
                     if not line.endswith("\n"):
-                        return  # torn tail of a crashed writer; cut off on the next append
+                        return  # torn tail of a crashed writer; cut off on its next append
                     try:
                         unit = json.loads(line)
                     except json.JSONDecodeError as exc:
                         raise RunStoreError(
-                            f"{self.units_path}:{number}: unreadable unit ({exc.msg}); the file was edited or corrupted"
+                            f"{path}:{number}: unreadable unit ({exc.msg}); the file was edited or corrupted"
                         ) from None
                     if not isinstance(unit, dict) or not isinstance(unit.get("input_id"), str):
                         raise RunStoreError(
-                            f"{self.units_path}:{number}: not a unit (an object with a string 'input_id'); "
+                            f"{path}:{number}: not a unit (an object with a string 'input_id'); "
                             "the file was edited or corrupted"
                         )
                     yield unit
+        except FileNotFoundError:
+            return
         except UnicodeDecodeError:
-            raise RunStoreError(f"{self.units_path}: not UTF-8 text; the file was edited or corrupted") from None
+            raise RunStoreError(f"{path}: not UTF-8 text; the file was edited or corrupted") from None
+
+    def iter_units(self) -> Iterator[dict[str, Any]]:
+        """Every unit of every shard, shard by shard in file order (superseded ones included).
+
+        Unreadable lines are errors that name the file and line, never skipped.
+        """
+        for path in self.shard_paths():
+            yield from self._read_shard(path)
+
+    def _latest_positions(self) -> dict[str, tuple[float, int, int]]:
+        """``{input_id: (written at, shard, line)}`` of each input's latest unit."""
+        latest: dict[str, tuple[float, int, int]] = {}
+        for shard, path in enumerate(self.shard_paths()):
+            for line, unit in enumerate(self._read_shard(path)):
+                at = unit.get("at", 0.0)
+                previous = latest.get(unit["input_id"])
+                # Within a shard the later line wins; across shards the later write.
+                if previous is None or previous[1] == shard or (at, shard) >= previous[:2]:
+                    latest[unit["input_id"]] = (at if isinstance(at, (int, float)) else 0.0, shard, line)
+        return latest
+
+    def _iter_latest(self) -> Iterator[dict[str, Any]]:
+        latest = {(shard, line) for _, shard, line in self._latest_positions().values()}
+        for shard, path in enumerate(self.shard_paths()):
+            for line, unit in enumerate(self._read_shard(path)):
+                if (shard, line) in latest:
+                    yield unit
 
     def done_map(self, *, include_failed: bool = True, include_transient: bool = True) -> dict[str, str | None]:
         """``{input_id: input_hash}`` of inputs whose latest unit counts as done.
@@ -153,12 +212,10 @@ class StageStore:
         Failures can be left out (all of them, or only transport-level ones) so that they are sent again.
         """
         done: dict[str, str | None] = {}
-        for unit in self.iter_units():
+        for unit in self._iter_latest():
             failed = bool(unit.get("error"))
             retry = failed and (not include_failed or (unit.get("transient") and not include_transient))
-            if retry:
-                done.pop(unit["input_id"], None)
-            else:
+            if not retry:
                 done[unit["input_id"]] = unit.get("input_hash")
         return done
 
@@ -166,19 +223,14 @@ class StageStore:
         return set(self.done_map(include_failed=include_failed, include_transient=include_transient))
 
     def latest_units(self, current: dict[str, str | None] | None = None) -> Iterator[dict[str, Any]]:
-        """The latest unit of each input, in file order.
+        """The latest unit of each input.
 
         With ``current`` (``{input_id: input_hash}`` of the step's inputs as they are now), units of
         inputs that are no longer there, or whose content has changed since, are left out: they belong
         to an earlier state of the upstream step, not to this dataset.
         """
-        latest: dict[str, int] = {}
-        for unit in self.iter_units():
-            latest[unit["input_id"]] = unit.get("seq", 0)
-        for unit in self.iter_units():
+        for unit in self._iter_latest():
             input_id = unit["input_id"]
-            if latest.get(input_id) != unit.get("seq", 0):
-                continue
             if current is not None:
                 if input_id not in current:
                     continue
@@ -203,15 +255,18 @@ class StageStore:
 
     # -- writing -------------------------------------------------------------------------------------
     def open(self) -> None:
+        """Open this writer's shard for appending (its torn tail, if any, is cut first)."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        _refuse_symlink(self.units_path)
         self._repair_tail()
-        self._seq = sum(1 for _ in self.iter_units())
+        self._seq = sum(1 for _ in self._read_shard(self.units_path))
         self._fd = os.open(self.units_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def append(self, unit: dict[str, Any]) -> None:
         if self._fd is None:
             self.open()
         unit["seq"] = self._seq
+        unit["at"] = round(time.time(), 6)
         self._seq += 1
         data = (dumps(unit) + "\n").encode("utf-8")
         view = memoryview(data)
@@ -224,14 +279,47 @@ class StageStore:
             os.close(self._fd)
             self._fd = None
 
+    def rewrite(self, units: Iterator[dict[str, Any]]) -> int:
+        """Replace the whole step with ``units`` in the main shard (model-free steps are redone whole)."""
+        self.clear_complete()
+        for path in self.shard_paths():
+            if path != self.units_path:
+                path.unlink()
+        for marker in self.directory.glob("done-*.json") if self.directory.is_dir() else ():
+            marker.unlink()
+        return atomic_write_lines(self.units_path, (dumps(unit) for unit in units))
+
     def is_complete(self) -> bool:
         return self.complete_path.exists()
+
+    def completion(self) -> dict[str, Any] | None:
+        """The step's completion marker, or None when the step has not finished (or the marker is damaged)."""
+        try:
+            data = json.loads(self.complete_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
 
     def mark_complete(self, summary: dict[str, Any]) -> None:
         atomic_write_text(self.complete_path, json.dumps(summary, indent=2, ensure_ascii=False))
 
     def clear_complete(self) -> None:
         self.complete_path.unlink(missing_ok=True)
+
+    def mark_writer_done(self, summary: dict[str, Any]) -> None:
+        """This writer finished its part (the step as a whole may still be running elsewhere)."""
+        atomic_write_text(self.writer_done_path, json.dumps(summary, indent=2, ensure_ascii=False))
+
+    def writers_done(self) -> set[str]:
+        if not self.directory.is_dir():
+            return set()
+        return {path.name[len("done-"):-len(".json")] for path in self.directory.glob("done-*.json")}
+
+
+def _refuse_symlink(path: Path) -> None:
+    # Writing through a link would put run data wherever the link points, outside the run directory.
+    if path.is_symlink():
+        raise RunStoreError(f"{path} is a symbolic link; Condor writes only real files inside the run directory")
 
 
 class RunDirectory:
@@ -280,5 +368,66 @@ class RunDirectory:
         inputs[kind] = fingerprint
         self.save_manifest()
 
-    def stage(self, name: str) -> StageStore:
-        return StageStore(self.root / "stages" / name, name)
+    def stage(self, name: str, writer: str = StageStore.MAIN_WRITER) -> StageStore:
+        return StageStore(self.root / "stages" / name, name, writer)
+
+    def lock(self) -> "RunLock":
+        """Hold the run directory for this process; a second process is refused at once."""
+        return RunLock(self.root / LOCK_FILE)
+
+
+class RunLock:
+    """An exclusive lock on a run directory (``flock`` on ``OUT/.lock``), released when the process ends.
+
+    Two processes writing one run would interleave units and race on the manifest; the second one to
+    arrive is refused with the first one's process id instead. The kernel drops the lock when its holder
+    dies, so a killed run never leaves a stale lock behind.
+    """
+
+    #: Locks this process holds, by path, with how many holders: the lock is re-entrant within a
+    #: process (a pipeline that exports holds it once), never shared across processes.
+    _held: dict[str, list[int]] = {}
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._key = str(path.resolve())
+        self._mine = False
+
+    def acquire(self) -> "RunLock":
+        held = self._held.get(self._key)
+        if held is not None:
+            held[1] += 1
+            self._mine = True
+            return self
+        _refuse_symlink(self.path)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise RunStoreError(
+                f"{self.path.parent} is in use by another condor process (pid {holder}); wait for it to finish, "
+                "or choose another --output"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
+        self._held[self._key] = [fd, 1]
+        self._mine = True
+        return self
+
+    def release(self) -> None:
+        if not self._mine:
+            return
+        self._mine = False
+        held = self._held[self._key]
+        held[1] -= 1
+        if held[1] == 0:
+            del self._held[self._key]
+            os.close(held[0])  # closing the descriptor drops the flock
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

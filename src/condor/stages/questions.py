@@ -18,12 +18,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
-from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-import yaml
-
-from condor.config import ConfigError
 from condor.llm.base import ChatRequest, Completion
 from condor.stages.base import ParseError, Record, Stage
 from condor.stages.markers import (
@@ -298,24 +294,3 @@ def _complete(found: dict[str, str], labelled_empty: set[str], markers_seen: boo
     if len(keys) < 3:
         raise ParseError("duplicate_questions", "two of the three questions are the same")
     return {level: found[level] for level in DIFFICULTIES}
-
-
-def load_few_shot(path: str | Path) -> dict[str, list[str]]:
-    """Example questions per domain from a YAML or JSON file: ``{domain: [question, ...]}``."""
-    source = Path(path)
-    try:
-        data = yaml.safe_load(source.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read few-shot file ({exc.strerror or exc})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{source}: not valid YAML or JSON{where}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping from domain name to a list of example questions")
-    out: dict[str, list[str]] = {}
-    for domain, questions in data.items():
-        if not isinstance(questions, list) or not all(isinstance(q, str) and q.strip() for q in questions):
-            raise ConfigError(f"{source}: {domain}: expected a list of non-empty question strings")
-        out[str(domain)] = [q.strip() for q in questions]
-    return out

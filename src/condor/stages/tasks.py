@@ -20,13 +20,11 @@ This module does not sample tasks or pair them with tags; that belongs to the tr
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from condor.config import ConfigError
+from condor.errors import ConfigError
 
 
 class TaskType(BaseModel):
@@ -130,52 +128,6 @@ _DEFAULTS: tuple[TaskType, ...] = (
 def default_tasks() -> dict[str, TaskType]:
     """The paper's seven task types, keyed by slug, in the paper's order."""
     return {task.slug: task for task in _DEFAULTS}
-
-
-def _where(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return out.lstrip(".")
-
-
-def load_tasks(path: str | Path, replace: bool = False) -> dict[str, TaskType]:
-    """Task types from a YAML file, added to the defaults (a repeated slug overrides) or replacing them.
-
-    Raises ConfigError naming the file and the field for anything unusable.
-    """
-    source = Path(path)
-    try:
-        data = yaml.safe_load(source.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read task file ({exc.strerror or exc})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{source}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(data, dict) or "tasks" not in data:
-        raise ConfigError(f"{source}: expected a mapping with a 'tasks' list at the top level")
-    extra = sorted(set(data) - {"tasks"})
-    if extra:
-        raise ConfigError(f"{source}: unknown top-level key(s) {extra}; only 'tasks' is allowed")
-    items = data["tasks"]
-    if not isinstance(items, list) or not items:
-        raise ConfigError(f"{source}: tasks: expected a non-empty list of task types")
-    loaded: dict[str, TaskType] = {}
-    for index, item in enumerate(items):
-        try:
-            task = TaskType.model_validate(item)
-        except ValidationError as exc:
-            problems = "; ".join(f"{_where(('tasks', index, *e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise ConfigError(f"{source}: {problems}") from None
-        if task.slug in loaded:
-            raise ConfigError(f"{source}: tasks[{index}].slug: {task.slug!r} appears twice in this file")
-        loaded[task.slug] = task
-    if replace:
-        return loaded
-    merged = default_tasks()
-    merged.update(loaded)
-    return merged
 
 
 def select_tasks(tasks: dict[str, TaskType], slugs: Iterable[str] | None) -> dict[str, TaskType]:

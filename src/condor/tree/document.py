@@ -78,8 +78,11 @@ def parse_document(text: str, source: str, kind: str) -> Any:
         raise _too_deep(source) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
+        if "nesting depth" in problem:
+            # PyYAML 6.0.4 and later stop deep documents themselves, in their own words; say it in ours.
+            raise _too_deep(source, mark.line + 1 if mark else None) from None
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise TreeError(f"{source}{where}: not valid YAML: {problem}") from None
     if node is None:
         return None

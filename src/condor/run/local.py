@@ -1,0 +1,255 @@
+"""The local executor: runs model steps on asyncio, resumably, in one process.
+
+It owns everything a stage does not: calling the backend, the window of records in flight, the
+recovery ladder (:mod:`condor.run.recovery`), writing one unit per input to the step's shard,
+skipping inputs already done, token accounting and progress.
+
+Memory stays flat in the number of inputs: records are pulled from the input iterator only as slots in
+the window free up, and finished units go straight to disk. What is kept per input is its id (to skip
+finished work on resume).
+
+A backend that batches natively (``capabilities.native_batching``) is handed the requests of many
+records at once through a :class:`~condor.run.batching.RequestBatcher`; any other backend is called
+per record, with up to ``window`` records in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any, Iterable, Sequence
+
+from condor.llm.base import BackendUnavailable, ChatRequest, Completion, LLMBackend, Usage
+from condor.run.batching import RequestBatcher
+from condor.run.executor import Executor, StageOutcome
+from condor.run.progress import ProgressBoard, StageProgress
+from condor.run.recovery import RecoveryPolicy, parse_with_recovery
+from condor.run.steps import ModelStep
+from condor.run.store import RunStoreError, StageStore, record_hash
+from condor.stages.base import Record, Rejection, Stage
+
+log = logging.getLogger(__name__)
+
+__all__ = ["LocalExecutor", "StageOutcome", "StageRunner"]
+
+
+class StageRunner:
+    """Runs ``stage`` with ``backend`` into ``store``. One instance per stage execution."""
+
+    def __init__(
+        self,
+        stage: Stage,
+        backend: LLMBackend,
+        store: StageStore,
+        *,
+        structured: str = "auto",
+        window: int | None = None,
+        board: ProgressBoard | None = None,
+        retry_failed: bool = False,
+        outage_after: int | None = None,
+        collect_hashes: bool = False,
+    ) -> None:
+        self.stage = stage
+        self.backend = backend
+        self.store = store
+        self.policy = RecoveryPolicy(structured, backend.capabilities)
+        caps = backend.capabilities
+        self.window = window or max(4, backend.concurrency * 2, caps.max_batch if caps.native_batching else 0)
+        self.batcher = RequestBatcher(backend, caps.max_batch) if caps.native_batching else None
+        self.board = board or ProgressBoard(quiet=True)
+        self.retry_failed = retry_failed
+        # Off for batch generation: it needs no record of its inputs, and memory must not grow with them.
+        self.collect_hashes = collect_hashes
+        # This many inputs in a row failing at the transport level (after the backend's own retries)
+        # means the server is down: stop, rather than record the whole rest of the run as failures.
+        self.outage_after = outage_after or max(32, self.window)
+
+    async def _attempt(self, requests: Sequence[ChatRequest], usage: Usage) -> list[Completion]:
+        send = self.batcher.generate if self.batcher is not None else self.backend.generate
+        completions = await send(requests)
+        for completion in completions:
+            usage.add(completion)
+        return completions
+
+    async def _process(self, record: Record, progress: StageProgress, digest: str) -> dict[str, Any]:
+        stage, usage = self.stage, Usage()
+        structured = self.policy.schema_first(stage)
+        attempts: list[str] = []
+        unit: dict[str, Any] = {"input_id": record["id"], "input_hash": digest, "records": [], "rejections": []}
+        try:
+            requests = stage.requests(record, structured=structured)
+            completions = await self._attempt(requests, usage)
+            attempts.append("schema" if structured else "text")
+            failed = [c for c in completions if not c.ok]
+            if failed:
+                # Marked as a failure either way, so that --retry-failed finds it again; the input is
+                # kept so that the failure can be reported (and carried on) with its whole record.
+                unit["error"] = failed[0].error or "no text in completion"
+                if all(c.transient for c in failed):
+                    unit["transient"] = True
+                if not stage.accepts_failures:
+                    unit["input"] = record
+            if not failed or stage.accepts_failures:
+                unit["records"], rejection = await parse_with_recovery(
+                    stage, record, completions, structured, self.policy,
+                    lambda batch: self._attempt(batch, usage), attempts,
+                )
+                if rejection is not None:
+                    unit["rejections"].append(rejection.to_dict())
+        except BackendUnavailable:
+            raise
+        except Exception as exc:  # a bug in a stage must cost one record, recorded, not the run
+            log.exception("stage %s failed on %s", stage.name, record.get("id"))
+            unit["records"] = []
+            unit["rejections"] = [Rejection(stage.name, "internal_error", repr(exc), record).to_dict()]
+        if stage.annotate:
+            for out in unit["records"]:
+                self._annotate(out, usage, attempts)
+        unit["usage"] = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
+        progress.requests += usage.requests - usage.cached
+        progress.tokens += usage.completion_tokens
+        progress.retries += usage.retries
+        progress.failures += 1 if unit.get("error") else 0
+        progress.rejections += len(unit["rejections"])
+        self._usage.merge(usage)
+        return unit
+
+    def _annotate(self, out: Record, usage: Usage, attempts: list[str]) -> None:
+        stage = self.stage
+        out.setdefault("models", {})[stage.role] = self.backend.identity
+        out.setdefault("templates", {})[stage.name] = stage.version
+        out.setdefault("usage", {})[stage.name] = {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "attempts": attempts,
+        }
+
+    async def run(self, inputs: Iterable[Record], total: int | None = None) -> StageOutcome:
+        started = time.monotonic()
+        self._usage = Usage()
+        self.store.open()
+        # Units that failed at the transport level are sent again: this executor only runs an unfinished
+        # stage (or one the user asked to retry), and such failures usually mean the server was down.
+        done = self.store.done_map(include_failed=not self.retry_failed, include_transient=False)
+        outcome = StageOutcome(self.stage.name)
+        progress = StageProgress(self.stage.name, total, resumed=0)
+        pending: set[asyncio.Task] = set()
+        slots = asyncio.Semaphore(self.window)
+        fatal: list[BaseException] = []
+        streak = [0]  # consecutive transport failures (a list so the callback can update it)
+
+        def finished(task: asyncio.Task) -> None:
+            pending.discard(task)
+            slots.release()
+            if task.cancelled():
+                return
+            exc = task.exception()
+            if exc is not None:
+                fatal.append(exc)
+                return
+            unit = task.result()
+            try:
+                self.store.append(unit)
+            except (OSError, ValueError, TypeError) as exc:
+                # A unit that cannot be written (disk full, say) must stop the run: carrying on would
+                # mark the stage complete without it.
+                fatal.append(RunStoreError(f"cannot write to {self.store.units_path}: {exc}"))
+                return
+            streak[0] = streak[0] + 1 if unit.get("transient") else 0
+            if streak[0] >= self.outage_after:
+                fatal.append(BackendUnavailable(
+                    f"{streak[0]} requests in a row failed at {self.backend.identity.split(':', 1)[-1]} "
+                    f"(last error: {unit.get('error')}); the server seems down. Finished work is saved: "
+                    "rerun the same command to resume, and the failed items will be sent again."
+                ))
+            progress.done += 1
+            outcome.records += len(unit["records"])
+            outcome.rejections += len(unit["rejections"])
+            outcome.failures += 1 if unit.get("error") else 0
+
+        async def ticker() -> None:
+            while True:
+                await asyncio.sleep(0.25)
+                self.board.refresh()
+
+        with self.board.track(progress):
+            tick = asyncio.create_task(ticker())
+            try:
+                for record in inputs:
+                    outcome.inputs += 1
+                    digest = record_hash(record)
+                    if self.collect_hashes:
+                        outcome.input_hashes[record["id"]] = digest
+                    # Done means done for this very content: an input that changed upstream (a retried
+                    # refinement, say) is processed again, and its new unit supersedes the old one.
+                    if record["id"] in done and done[record["id"]] in (digest, None):
+                        outcome.resumed += 1
+                        progress.resumed += 1
+                        continue
+                    await slots.acquire()
+                    if fatal:
+                        break
+                    task = asyncio.create_task(self._process(record, progress, digest))
+                    pending.add(task)
+                    task.add_done_callback(finished)
+                while pending and not fatal:
+                    await asyncio.wait(set(pending), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if fatal or pending:
+                    for task in list(pending):
+                        task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await asyncio.gather(*pending, return_exceptions=True)
+                tick.cancel()
+                self.store.close()
+                if self.batcher is not None:
+                    await self.batcher.aclose()
+        if fatal:
+            raise fatal[0]
+        outcome.usage = self._usage
+        outcome.seconds = time.monotonic() - started
+        return outcome
+
+
+class LocalExecutor(Executor):
+    """Runs each model step with :class:`StageRunner` and the backend of the stage's role.
+
+    ``structured`` maps each role to its ``structured`` setting (auto, on, off).
+    """
+
+    def __init__(
+        self,
+        backends: dict[str, LLMBackend],
+        *,
+        structured: dict[str, str] | None = None,
+        board: ProgressBoard | None = None,
+        retry_failed: bool = False,
+        window: int | None = None,
+    ) -> None:
+        self.backends = backends
+        self.structured = structured or {}
+        self.board = board or ProgressBoard(quiet=True)
+        self.retry_failed = retry_failed
+        self.window = window
+
+    def model_of(self, role: str) -> str:
+        return self.backends[role].identity
+
+    async def run(self, step: ModelStep, inputs: Iterable[Record], store: StageStore, *, total: int | None) -> StageOutcome:
+        assert step.stage is not None
+        role = step.stage.role
+        runner = StageRunner(
+            step.stage,
+            self.backends[role],
+            store,
+            structured=self.structured.get(role, "auto"),
+            window=self.window,
+            board=self.board,
+            retry_failed=self.retry_failed,
+            collect_hashes=True,
+        )
+        outcome = await runner.run(inputs, total=total)
+        outcome.models[role] = self.backends[role].describe()
+        return outcome
