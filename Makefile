@@ -4,6 +4,10 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Every install takes its versions from the lock file, so a fresh machine gets what CI passed with.
+PIP_VERSION := 26.3
+CONSTRAINTS := constraints.txt
+PIP := $(BIN)/pip install -q -c $(CONSTRAINTS)
 # torch is pinned here (not in the package) because this exact version is the CPU build on local disk;
 # a looser spec would pull several GB of CUDA build.
 TORCH := torch==2.13.0
@@ -14,24 +18,38 @@ DEMO_OUT ?= demo-out
 LLAMA := llama-cpp-python==0.3.36
 LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-fast bench lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q pip==$(PIP_VERSION)
 
-$(VENV)/.llama-installed: | $(BIN)/python
-	CMAKE_ARGS="$(LLAMA_CMAKE)" CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/pip install -q $(LLAMA)
+$(VENV)/.llama-installed: $(CONSTRAINTS) | $(BIN)/python
+	CMAKE_ARGS="$(LLAMA_CMAKE)" CMAKE_BUILD_PARALLEL_LEVEL=2 $(PIP) $(LLAMA)
 	touch $@
 
-$(VENV)/.demo-installed: pyproject.toml $(VENV)/.llama-installed
-	$(BIN)/pip install -q -e '.[embedded]'
+$(VENV)/.demo-installed: pyproject.toml $(CONSTRAINTS) $(VENV)/.llama-installed
+	$(PIP) -e '.[embedded]'
 	touch $@
 
-$(VENV)/.test-installed: pyproject.toml $(VENV)/.llama-installed
-	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[embedded,embeddings,test]'
+$(VENV)/.test-installed: pyproject.toml $(CONSTRAINTS) $(VENV)/.llama-installed
+	$(PIP) $(TORCH)
+	$(PIP) -e '.[embedded,embeddings,test]'
 	touch $@ $(VENV)/.demo-installed
+
+# Re-resolve every dependency from pyproject.toml in a scratch environment and write the lock file.
+LOCK_VENV := .lock-venv
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install -q pip==$(PIP_VERSION)
+	CMAKE_ARGS="$(LLAMA_CMAKE)" CMAKE_BUILD_PARALLEL_LEVEL=2 $(LOCK_VENV)/bin/pip install -q $(LLAMA) $(TORCH)
+	$(LOCK_VENV)/bin/pip install -q '.[embedded,embeddings,test]'
+	{ echo "# Exact versions that make demo, make test and CI install (pip -c constraints.txt)."; \
+	  echo "# Refresh with 'make lock' after changing dependencies in pyproject.toml; commit the result."; \
+	  $(LOCK_VENV)/bin/pip freeze --exclude-editable | grep -v -i '^condor-data' | sed 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/'; \
+	} > $(CONSTRAINTS)
+	rm -rf $(LOCK_VENV) build
 
 # The whole pipeline on the embedded model, with demo-sized settings (a few minutes on 2 cores).
 # Rerunning resumes; `make demo DEMO_OUT=elsewhere` starts a fresh run directory.
@@ -51,4 +69,4 @@ bench: $(VENV)/.test-installed
 	$(BIN)/python bench/bench_embedded.py --write
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
+	rm -rf $(VENV) $(LOCK_VENV) $(DEMO_OUT) .pytest_cache

@@ -1,8 +1,9 @@
-"""Model-free filters: duplicate questions and unusable questions or answers, each with a reason.
+"""Model-free gates: pure checks of one record that keep it or reject it with a reason.
 
-:mod:`condor.filters.dedup` finds exact and near duplicates (first occurrence kept);
-:mod:`condor.filters.quality` checks length, truncation, refusals and language. Both return a reason
-slug and a human detail for the executor's ``Rejection(stage="filter", ...)``; neither writes files.
+:mod:`condor.filters.base` defines a :class:`Gate`; :mod:`condor.filters.gates` holds the default
+pipeline's gates, built on :mod:`condor.filters.dedup` (exact and near duplicates, first occurrence
+kept) and :mod:`condor.filters.quality` (length, truncation, refusals, language). None of them calls a
+model or writes a file.
 """
 
 from condor.filters.dedup import Deduplicator, Duplicate, find_duplicates, normalize

@@ -162,7 +162,7 @@ async def _generate(
     run: RunDirectory, prompts: Path, out_dir: Path, backend: LLMBackend, *, board: ProgressBoard | None, retry_failed: bool
 ) -> BatchResult:
     run.bind_inputs("prompts", fingerprint(prompts))
-    run.manifest["backend"] = backend.identity
+    run.manifest["backend"] = backend.describe()
     store = run.stage(STAGE_NAME)
     invalid: dict[int, str] = {}
     total = 0

@@ -20,7 +20,6 @@ name and renamed, so a reader never sees half of one.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -28,7 +27,10 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
+
+if TYPE_CHECKING:
+    from condor.run.lock import RunLock
 
 RUN_FORMAT = "condor-run v1"
 LOCK_FILE = ".lock"
@@ -257,7 +259,7 @@ class StageStore:
     def open(self) -> None:
         """Open this writer's shard for appending (its torn tail, if any, is cut first)."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        _refuse_symlink(self.units_path)
+        refuse_symlink(self.units_path)
         self._repair_tail()
         self._seq = sum(1 for _ in self._read_shard(self.units_path))
         self._fd = os.open(self.units_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -316,7 +318,7 @@ class StageStore:
         return {path.name[len("done-"):-len(".json")] for path in self.directory.glob("done-*.json")}
 
 
-def _refuse_symlink(path: Path) -> None:
+def refuse_symlink(path: Path) -> None:
     # Writing through a link would put run data wherever the link points, outside the run directory.
     if path.is_symlink():
         raise RunStoreError(f"{path} is a symbolic link; Condor writes only real files inside the run directory")
@@ -373,61 +375,6 @@ class RunDirectory:
 
     def lock(self) -> "RunLock":
         """Hold the run directory for this process; a second process is refused at once."""
+        from condor.run.lock import RunLock
+
         return RunLock(self.root / LOCK_FILE)
-
-
-class RunLock:
-    """An exclusive lock on a run directory (``flock`` on ``OUT/.lock``), released when the process ends.
-
-    Two processes writing one run would interleave units and race on the manifest; the second one to
-    arrive is refused with the first one's process id instead. The kernel drops the lock when its holder
-    dies, so a killed run never leaves a stale lock behind.
-    """
-
-    #: Locks this process holds, by path, with how many holders: the lock is re-entrant within a
-    #: process (a pipeline that exports holds it once), never shared across processes.
-    _held: dict[str, list[int]] = {}
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._key = str(path.resolve())
-        self._mine = False
-
-    def acquire(self) -> "RunLock":
-        held = self._held.get(self._key)
-        if held is not None:
-            held[1] += 1
-            self._mine = True
-            return self
-        _refuse_symlink(self.path)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
-            os.close(fd)
-            raise RunStoreError(
-                f"{self.path.parent} is in use by another condor process (pid {holder}); wait for it to finish, "
-                "or choose another --output"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
-        self._held[self._key] = [fd, 1]
-        self._mine = True
-        return self
-
-    def release(self) -> None:
-        if not self._mine:
-            return
-        self._mine = False
-        held = self._held[self._key]
-        held[1] -= 1
-        if held[1] == 0:
-            del self._held[self._key]
-            os.close(held[0])  # closing the descriptor drops the flock
-
-    def __enter__(self) -> "RunLock":
-        return self.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
