@@ -18,7 +18,7 @@ from typing import Sequence
 
 from condor.config import RunConfig, load_config
 from condor.export.dataset import ExportSummary, export_run, record_export, write_exports
-from condor.run.pipeline import DATASET_FILE, VOID_BASE, Mode, build_steps
+from condor.run.pipeline import EXPORTS, VOID_BASE, Mode, build_steps
 from condor.run.records import RunReader, read_run
 from condor.run.settings import Settings, effective_settings
 from condor.run.steps import Step, resolve
@@ -96,7 +96,7 @@ async def arun_pipeline(
                 reader = await StepRunner(run, executor, retry_failed=retry_failed).run_steps(chosen)
         finally:
             await close_backends(backends)
-        run.manifest["final"] = {"step": _final_step(chosen), "dataset": DATASET_FILE[mode]}
+        run.manifest["final"] = {"step": _final_step(chosen), **EXPORTS[mode]}
         run.save_manifest()
         summary = write_exports(reader, run.root)
         record_export(run, summary)

@@ -14,9 +14,6 @@ from condor.export.formats import preference_row, sft_row
 from condor.run.records import RunReader
 from condor.run.store import RunDirectory, atomic_write_lines, dumps
 
-SELECT = "select"
-
-
 @dataclass
 class ExportSummary:
     sft: int
@@ -31,13 +28,13 @@ def write_exports(reader: RunReader, out_dir: Path | None = None) -> ExportSumma
     The caller holds the run directory's lock when ``out_dir`` is the run directory.
     """
     out = Path(out_dir) if out_dir is not None else reader.root
-    final = reader.final_step
+    final = reader.manifest.get("final") or {}
     records = reader.final_records()
-    refined = final == SELECT
+    refined = bool(final.get("preference"))
     if not refined:
-        # Condor Void alone: the answer is the latest (only) version.
+        # Condor Void alone: no version was selected; the answer is the latest (only) one.
         records = [{**r, "answer": r["versions"][-1]["answer"]} for r in records]
-    dataset = (reader.manifest.get("final") or {}).get("dataset") or ("sft.jsonl" if refined else "void.jsonl")
+    dataset = final.get("dataset") or "sft.jsonl"
     paths = {"sft": out / dataset, "rejected": out / "rejected.jsonl"}
     sft = atomic_write_lines(paths["sft"], (dumps(sft_row(r)) for r in records))
     preference = 0

@@ -33,11 +33,14 @@ from condor.stages.refine import RefineStage
 
 Mode = Literal["run", "void", "refine"]
 
-QUESTIONS, QUESTION_FILTER, ANSWER, VOID_BASE, IMPORT_BASE, SELECT, JUDGE = (
-    "questions", "question_filter", "answer", "answer_filter", "imported", "select", "judge",
-)
-#: The file the final records of each mode are exported to.
-DATASET_FILE = {"run": "sft.jsonl", "refine": "sft.jsonl", "void": "void.jsonl"}
+#: Names of the model-free steps (model steps are named by their stage).
+QUESTION_FILTER, VOID_BASE, IMPORT_BASE, SELECT = "question_filter", "answer_filter", "imported", "select"
+#: What each mode exports: the dataset file, and whether refined-over-original pairs exist.
+EXPORTS = {
+    "run": {"dataset": "sft.jsonl", "preference": True},
+    "refine": {"dataset": "sft.jsonl", "preference": True},
+    "void": {"dataset": "void.jsonl", "preference": False},
+}
 
 
 def _sampling(settings: Settings, role: str) -> dict[str, float | int]:
@@ -67,14 +70,14 @@ def refine_steps(settings: Settings) -> list[Step]:
     steps: list[Step] = []
     carried: tuple[str, ...] = ()
     for round_ in range(1, settings.rounds + 1):
-        steps += [
-            _model(CritiqueStage(round_, **_sampling(settings, "critic")), carry_from=carried, carries=True),
-            _model(RefineStage(round_, **_sampling(settings, "refiner")), carries=True),
-        ]
-        carried = (f"critique_{round_}", f"refine_{round_}")
+        critique = _model(CritiqueStage(round_, **_sampling(settings, "critic")), carry_from=carried, carries=True)
+        refine = _model(RefineStage(round_, **_sampling(settings, "refiner")), carries=True)
+        steps += [critique, refine]
+        carried = (critique.name, refine.name)
     if settings.select == "best":
-        steps.append(_model(JudgeStage(**_sampling(settings, "judge")), carry_from=carried, carries=True))
-        carried = (JUDGE,)
+        judge = _model(JudgeStage(**_sampling(settings, "judge")), carry_from=carried, carries=True)
+        steps.append(judge)
+        carried = (judge.name,)
     steps.append(GateStep(SELECT, carry_from=carried, gates=(SelectVersion(settings.select, quality),)))
     return steps
 
