@@ -58,12 +58,15 @@ def respond(body: dict) -> str:
         return "".join(f"[{k.title()}][Question Start]{v}[Question End]\n" for k, v in qs.items())
     if "[Strength Start]" in prompt or (schema and "strengths" in json.dumps(schema)):
         if schema:
-            return json.dumps({"strengths": "Clear.", "weaknesses": "Too short.", "suggestions": "Add an example."})
+            return json.dumps({"strengths": "Clear and polite wording.", "weaknesses": "Too short for the question.",
+                               "suggestions": "Add a concrete example."})
         return "[Strength Start]Clear and polite.[Strength End]\n[Weakness Start]Lacks an example.[Weakness End]\n[Suggestion Start]Add a concrete example.[Suggestion End]"
     if "[Improved Answer Start]" in prompt or (schema and "improved_answer" in json.dumps(schema)):
         previous = re.findall(r"Improved version \d+", prompt)
         n = len(previous) + 1
-        text = f"Improved version {n}: a fuller answer with a concrete example and clear steps for the user."
+        # Each round really rewrites (a new example), so refinement gates see a changed answer.
+        text = (f"Improved version {n}: a fuller answer with a concrete example about {_word(prompt, str(n))} "
+                "and clear steps for the user.")
         if schema:
             return json.dumps({"improved_answer": text})
         return f"[Improved Answer Start]{text}[Improved Answer End]"

@@ -48,6 +48,21 @@ class PipelineConfig(_Strict):
         "add", description="Whether task_file adds to the seven default task types or replaces them."
     )
     few_shot_file: str | None = Field(None, description="YAML/JSON file of example questions per domain.")
+    resample_attempts: int = Field(
+        2, ge=0, le=10,
+        description="Fresh samples a degenerate question set, answer, critique or refinement gets before it is rejected.",
+    )
+    relevance: Literal["auto", "embeddings", "lexical", "off"] = Field(
+        "auto",
+        description="How questions are checked against their tag: MiniLM embeddings (auto: when installed), lexical overlap, or off.",
+    )
+    relevance_threshold: float | None = Field(
+        None, ge=-1.0, le=1.0, description="Least on-topic score a question needs (default: calibrated per scorer and language)."
+    )
+    decontaminate: list[str] = Field(
+        default_factory=list,
+        description="Benchmark prompt files (JSONL, JSON array or plain lines); overlapping questions are dropped.",
+    )
 
 
 class RunConfig(_Strict):

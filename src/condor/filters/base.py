@@ -35,3 +35,7 @@ class Gate(ABC):
     @abstractmethod
     def check(self, record: Record) -> Record | Rejection:
         """The record to keep, or a :class:`Rejection` with its reason."""
+
+    def check_batch(self, records: list[Record]) -> list[Record | Rejection]:
+        """:meth:`check` for several records at once, in order; gates that embed text batch here."""
+        return [self.check(record) for record in records]

@@ -25,7 +25,7 @@ from condor.llm.base import BackendUnavailable, ChatRequest, Completion, LLMBack
 from condor.run.batching import RequestBatcher
 from condor.run.executor import Executor, StageOutcome
 from condor.run.progress import ProgressBoard, StageProgress
-from condor.run.recovery import RecoveryPolicy, parse_with_recovery
+from condor.run.recovery import OutputChecks, RecoveryPolicy, parse_with_recovery
 from condor.run.steps import ModelStep
 from condor.run.store import RunStoreError, StageStore, record_hash
 from condor.stages.base import Record, Rejection, Stage
@@ -50,11 +50,13 @@ class StageRunner:
         retry_failed: bool = False,
         outage_after: int | None = None,
         collect_hashes: bool = False,
+        checks: OutputChecks = OutputChecks(),
     ) -> None:
         self.stage = stage
         self.backend = backend
         self.store = store
         self.policy = RecoveryPolicy(structured, backend.capabilities)
+        self.checks = checks
         caps = backend.capabilities
         self.window = window or max(4, backend.concurrency * 2, caps.max_batch if caps.native_batching else 0)
         self.batcher = RequestBatcher(backend, caps.max_batch) if caps.native_batching else None
@@ -92,12 +94,11 @@ class StageRunner:
                 if not stage.accepts_failures:
                     unit["input"] = record
             if not failed or stage.accepts_failures:
-                unit["records"], rejection = await parse_with_recovery(
+                unit["records"], rejections = await parse_with_recovery(
                     stage, record, completions, structured, self.policy,
-                    lambda batch: self._attempt(batch, usage), attempts,
+                    lambda batch: self._attempt(batch, usage), attempts, self.checks,
                 )
-                if rejection is not None:
-                    unit["rejections"].append(rejection.to_dict())
+                unit["rejections"].extend(r.to_dict() for r in rejections)
         except BackendUnavailable:
             raise
         except Exception as exc:  # a bug in a stage must cost one record, recorded, not the run
@@ -249,6 +250,7 @@ class LocalExecutor(Executor):
             board=self.board,
             retry_failed=self.retry_failed,
             collect_hashes=True,
+            checks=OutputChecks(step.checks, step.resamples, reject_input=step.carries),
         )
         outcome = await runner.run(inputs, total=total)
         outcome.models[role] = self.backends[role].describe()

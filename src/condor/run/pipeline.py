@@ -20,8 +20,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
+from condor.filters.base import Gate
+from condor.filters.contamination import Decontaminate
 from condor.filters.gates import AnswerQuality, NearDuplicates, QuestionQuality, SelectVersion
 from condor.filters.quality import QualityFilter
+from condor.filters.relevance import OnTopic
+from condor.filters.text_gates import DegenerateAnswer, DegenerateCritique, DegenerateQuestion, DegenerateRefinement
 from condor.run.settings import Settings
 from condor.run.steps import PLAN, GateStep, ModelStep, SourceStep, Step
 from condor.stages.answers import AnswerStage
@@ -48,18 +52,31 @@ def _sampling(settings: Settings, role: str) -> dict[str, float | int]:
     return {"max_tokens": llm.max_tokens, "temperature": llm.temperature}
 
 
-def _model(stage: Stage, **links) -> ModelStep:
-    return ModelStep(name=stage.name, stage=stage, **links)
+def _model(stage: Stage, settings: Settings, check: Gate, **links) -> ModelStep:
+    resamples = settings.config.pipeline.resample_attempts
+    return ModelStep(name=stage.name, stage=stage, checks=(check,), resamples=resamples, **links)
+
+
+def question_gates(settings: Settings) -> tuple[Gate, ...]:
+    """Length and language, on topic, not from a benchmark, not a duplicate: in that order."""
+    p = settings.config.pipeline
+    gates: list[Gate] = [QuestionQuality(QualityFilter.from_config(p))]
+    if settings.scorer is not None:
+        gates.append(OnTopic(settings.scorer, p.relevance_threshold))
+    if settings.benchmarks is not None:
+        gates.append(Decontaminate(settings.benchmarks))
+    gates.append(NearDuplicates(p.near_duplicate_threshold))
+    return tuple(gates)
 
 
 def void_steps(settings: Settings) -> list[Step]:
     """Condor Void: questions for every work item of the plan, filtered, answered, filtered."""
-    p = settings.config.pipeline
-    quality = QualityFilter.from_config(p)
+    quality = QualityFilter.from_config(settings.config.pipeline)
+    questions = QuestionStage(settings.tasks, settings.few_shot, **_sampling(settings, "question_writer"))
     return [
-        _model(QuestionStage(settings.tasks, settings.few_shot, **_sampling(settings, "question_writer")), reads=PLAN),
-        GateStep(QUESTION_FILTER, gates=(QuestionQuality(quality), NearDuplicates(p.near_duplicate_threshold))),
-        _model(AnswerStage(**_sampling(settings, "answerer"))),
+        _model(questions, settings, DegenerateQuestion(), reads=PLAN),
+        GateStep(QUESTION_FILTER, gates=question_gates(settings)),
+        _model(AnswerStage(**_sampling(settings, "answerer")), settings, DegenerateAnswer()),
         GateStep(VOID_BASE, gates=(AnswerQuality(quality),)),
     ]
 
@@ -70,12 +87,14 @@ def refine_steps(settings: Settings) -> list[Step]:
     steps: list[Step] = []
     carried: tuple[str, ...] = ()
     for round_ in range(1, settings.rounds + 1):
-        critique = _model(CritiqueStage(round_, **_sampling(settings, "critic")), carry_from=carried, carries=True)
-        refine = _model(RefineStage(round_, **_sampling(settings, "refiner")), carries=True)
+        critique = _model(CritiqueStage(round_, **_sampling(settings, "critic")), settings, DegenerateCritique(),
+                          carry_from=carried, carries=True)
+        refine = _model(RefineStage(round_, **_sampling(settings, "refiner")), settings, DegenerateRefinement(),
+                        carries=True)
         steps += [critique, refine]
         carried = (critique.name, refine.name)
     if settings.select == "best":
-        judge = _model(JudgeStage(**_sampling(settings, "judge")), carry_from=carried, carries=True)
+        judge = ModelStep(name="judge", stage=JudgeStage(**_sampling(settings, "judge")), carry_from=carried, carries=True)
         steps.append(judge)
         carried = (judge.name,)
     steps.append(GateStep(SELECT, carry_from=carried, gates=(SelectVersion(settings.select, quality),)))

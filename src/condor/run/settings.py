@@ -13,6 +13,7 @@ Files the settings name (task types, few-shot examples) are read here, once, and
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from condor.config import ROLES, RunConfig
 from condor.config_files import load_few_shot, load_tasks
@@ -34,6 +35,9 @@ class Settings:
     select: str
     few_shot: dict[str, list[str]] | None = None
     notes: list[str] = field(default_factory=list)
+    #: The on-topic scorer (None: relevance off) and the benchmark n-gram index (None: no files).
+    scorer: Any = None
+    benchmarks: Any = None
 
 
 def _max_tokens_given(cfg: RunConfig) -> bool:
@@ -66,6 +70,12 @@ def effective_settings(cfg: RunConfig) -> Settings:
             f"max_tokens {cfg.llm.max_tokens}); pass --leaves/--tasks/--max-tokens to change them"
         )
     few_shot = load_few_shot(p.few_shot_file) if p.few_shot_file else None
+    from condor.filters.contamination import load_index
+    from condor.filters.relevance import make_scorer
+
+    benchmarks = load_index(p.decontaminate) if p.decontaminate else None
+    if benchmarks is not None and benchmarks.skipped:
+        notes.append(f"decontamination: {benchmarks.skipped} benchmark prompts under 5 words were skipped")
     return Settings(
         config=cfg,
         leaves=leaves,
@@ -74,6 +84,8 @@ def effective_settings(cfg: RunConfig) -> Settings:
         select=p.select,
         few_shot=few_shot,
         notes=notes,
+        scorer=make_scorer(p.relevance),
+        benchmarks=benchmarks,
     )
 
 

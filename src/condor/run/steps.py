@@ -29,6 +29,8 @@ from condor.stages.base import Record, Rejection, Stage
 
 #: The pseudo-step that the first model step reads: the run's plan (``OUT/plan.jsonl``).
 PLAN = "plan"
+#: Records a gate step hands its gates at once.
+GATE_CHUNK = 512
 
 
 @dataclass(frozen=True)
@@ -51,9 +53,15 @@ class Step:
 
 @dataclass(frozen=True)
 class ModelStep(Step):
-    """A stage run by an executor with the backend of ``stage.role``."""
+    """A stage run by an executor with the backend of ``stage.role``.
+
+    ``checks`` are gates every output record must pass (degenerate text); a record that fails gets
+    up to ``resamples`` fresh samples before it is rejected with the gate's reason.
+    """
 
     stage: Stage | None = None
+    checks: Sequence[Gate] = ()
+    resamples: int = 0
 
     def __post_init__(self) -> None:
         if self.stage is None:
@@ -65,7 +73,8 @@ class ModelStep(Step):
 
     def describe(self) -> dict[str, Any]:
         assert self.stage is not None
-        return {**super().describe(), "role": self.stage.role, "template_version": self.stage.version}
+        return {**super().describe(), "role": self.stage.role, "template_version": self.stage.version,
+                "checks": [[gate.name, gate.settings] for gate in self.checks], "resamples": self.resamples}
 
 
 @dataclass(frozen=True)
@@ -83,19 +92,26 @@ class GateStep(Step):
         return [[gate.name, gate.settings] for gate in self.gates]
 
     def units(self, records: Iterable[Record]) -> Iterator[dict[str, Any]]:
-        """One unit per input record, in id order: the kept record or the rejection."""
+        """One unit per input record, in id order: the kept record or the rejection.
+
+        Records go through in chunks, so that a gate that embeds text can batch; chunks keep the id
+        order, so a stateful gate (duplicates) sees records exactly as one by one.
+        """
         gates = [gate.fresh() for gate in self.gates]
-        for record in sorted(records, key=lambda r: r["id"]):
-            outcome: Record | Rejection = record
+        ordered = sorted(records, key=lambda r: r["id"])
+        for start in range(0, len(ordered), GATE_CHUNK):
+            chunk = ordered[start : start + GATE_CHUNK]
+            verdicts: list[Record | Rejection] = list(chunk)
             for gate in gates:
-                outcome = gate.check(outcome)  # type: ignore[arg-type]
-                if isinstance(outcome, Rejection):
-                    break
-            if isinstance(outcome, Rejection):
-                rejection = replace(outcome, stage=self.name).to_dict()
-                yield {"input_id": record["id"], "records": [], "rejections": [rejection]}
-            else:
-                yield {"input_id": record["id"], "records": [outcome], "rejections": []}
+                alive = [i for i, v in enumerate(verdicts) if not isinstance(v, Rejection)]
+                for i, verdict in zip(alive, gate.check_batch([verdicts[i] for i in alive]), strict=True):
+                    verdicts[i] = verdict  # type: ignore[assignment]
+            for record, verdict in zip(chunk, verdicts):
+                if isinstance(verdict, Rejection):
+                    rejection = replace(verdict, stage=self.name).to_dict()
+                    yield {"input_id": record["id"], "records": [], "rejections": [rejection]}
+                else:
+                    yield {"input_id": record["id"], "records": [verdict], "rejections": []}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,254 @@
+"""Degenerate text: what a careful reader would throw out at a glance, in English and Chinese.
+
+Each detector takes text (and, where it compares, the text it should differ from) and returns a
+:class:`Finding` with a reason slug and a short detail, or None:
+
+- :func:`placeholder`: template leftovers such as ``[feature_1_2]``, ``[Your Name]``, ``{{topic}}``,
+  ``Improved_answer``, ``Lorem ipsum``, ``【此处填写】``;
+- :func:`label_only`: a reply that is only a label or a heading (``Improved answer:``, ``## Steps``);
+- :func:`loop`: the same sentence again and again, a phrase repeated to fill the token budget, a word
+  stuttering;
+- :func:`meta_commentary`: talk about an edit in place of the content ("The new answer has been made
+  more concise."; "这是对原回答的修改。");
+- :func:`echo`: the reply repeats the text it was given (the question, or the answer it should rewrite);
+- :func:`collapse`: a rewrite far shorter than the answer it replaces, when shortening was not asked for;
+- :func:`thin`: a critique field with no substance (``1``, ``N/A``, a single word).
+
+What looks suspicious but is fine passes: code (fenced blocks and code-like lines are left out of the
+loop and placeholder checks), tables and lists, a two-line poem, a short yes/no answer with its reason.
+Every detector is linear in the text. Left out: anything that needs a model.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import NamedTuple
+
+
+class Finding(NamedTuple):
+    reason: str
+    detail: str
+
+
+_FENCE = re.compile(r"```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)", re.DOTALL)
+_INLINE_CODE = re.compile(r"`[^`\n]{1,200}`")
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_WORD = re.compile(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?|[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+# Indented, or carrying three of the symbols code is made of ([] are left out: prose uses them too).
+_CODE_LINE = re.compile(r"^(?: {4,}|\t)\S|(?:[^{};=<>()]*[{};=<>()]){3}|^\s*(?:def|class|import|return|print)\b")
+
+
+def prose(text: str) -> str:
+    """``text`` without fenced code blocks, inline code and code-like lines."""
+    text = _FENCE.sub("\n", text)
+    text = _INLINE_CODE.sub(" ", text)
+    return "\n".join(line for line in text.splitlines() if not _CODE_LINE.search(line))
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-cased words, with each CJK character a token of its own."""
+    return [t.lower() for t in _WORD.findall(text)]
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# -- placeholders -----------------------------------------------------------------------------------
+_FIELD_WORDS = r"answer|response|reply|question|version|critique|strengths?|weaknesses?|suggestions?|output|text|content"
+_PLACEHOLDERS = [
+    # [feature_1_2], [step_2_detail]: bracketed snake_case identifiers
+    re.compile(r"\[[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+\]"),
+    # [Your Name], [Insert date here], [Company], [X]
+    re.compile(r"\[(?:your|insert|enter|add|fill|name|date|company|placeholder|topic|location|x{1,3})\b[^\]\n]{0,40}\]", re.IGNORECASE),
+    # {{topic}}, {product_name}
+    re.compile(r"\{\{[^{}\n]{1,40}\}\}|\{[a-z]+_[a-z0-9_]+\}"),
+    # <placeholder>, <insert answer>, <your text>
+    re.compile(r"<(?:placeholder|insert[^<>\n]{0,30}|your[^<>\n]{0,30}|answer|question|improved[_ ]answer)>", re.IGNORECASE),
+    # Improved_answer, new_response, answer_text: a field name leaking out of a template
+    re.compile(rf"\b(?:improved|refined|new|final|revised|original|better|rewritten)_(?:{_FIELD_WORDS})\b", re.IGNORECASE),
+    re.compile(rf"\b(?:{_FIELD_WORDS})_(?:text|here|placeholder|\d+)\b", re.IGNORECASE),
+    re.compile(r"\blorem ipsum\b|\bTODO:|\bTBD\b|\bXXX+\b", re.IGNORECASE),
+    # 【此处填写】, [在这里插入答案], XXX公司 / 某某某
+    re.compile(r"[【\[][^】\]\n]{0,12}(?:此处|这里|在此)[^】\]\n]{0,12}[】\]]|[【\[](?:插入|填写|请填写)[^】\]\n]{0,16}[】\]]"),
+]
+
+
+def placeholder(text: str) -> Finding | None:
+    """A template token left in the text (outside code)."""
+    body = prose(text)
+    for pattern in _PLACEHOLDERS:
+        match = pattern.search(body)
+        if match:
+            return Finding("placeholder", f"template leftover {match.group(0)!r}")
+    return None
+
+
+# -- labels and headings ----------------------------------------------------------------------------
+_LABEL_WORDS = re.compile(
+    r"^(?:(?:the\s+)?(?:improved|refined|new|final|revised|better|rewritten|original|short|full)?\s*"
+    r"(?:answer|response|reply|version|output|solution|result|text)s?|"
+    r"(?:改进后?的?|修改后?的?|新的?|最终的?)?(?:回答|答案|回复|版本|输出))$",
+    re.IGNORECASE,
+)
+
+
+def label_only(text: str) -> Finding | None:
+    """The whole reply is a label (``Improved answer:``), a heading (``## Plan``) or a field name."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if len(lines) != 1:
+        return None
+    line = lines[0]
+    bare = line.strip("#*_`>\"'“”‘’ \t").strip()
+    bare = re.sub(r"[:：]\s*$", "", bare).strip().replace("_", " ")
+    if len(tokens(bare)) > 6 and not _CJK.search(bare):
+        return None
+    if _LABEL_WORDS.match(bare.strip(".!。")):
+        return Finding("label_only", f"only a label: {_clip(line)!r}")
+    if line.startswith("#") or (re.search(r"[:：]\s*$", line) and len(tokens(bare)) <= 6):
+        return Finding("label_only", f"only a heading: {_clip(line)!r}")
+    return None
+
+
+# -- loops ------------------------------------------------------------------------------------------
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？；;])\s*|\n+")
+_LIST_MARK = re.compile(r"^\s*(?:[-*+•]|\d+[.)、]|[a-z][.)])\s+")
+
+
+def loop(text: str) -> Finding | None:
+    """A sentence repeated, a phrase repeated to fill the budget, or a word stuttering (outside code)."""
+    body = prose(text)
+    sentences = []
+    for part in _SENTENCE_END.split(body):
+        part = _LIST_MARK.sub("", part).strip()
+        if part.startswith("|"):  # table rows repeat their shape, not their content
+            continue
+        words = tokens(part)
+        if len(words) >= 3:
+            sentences.append(" ".join(words))
+    if len(sentences) >= 3:
+        counts = Counter(sentences)
+        sentence, times = counts.most_common(1)[0]
+        repeated = sum(n for n in counts.values() if n >= 2)
+        # A refrain sung three times is a song; the same sentence four times making half the text is a loop.
+        if (times >= 4 and repeated >= 0.5 * len(sentences)) or (times >= 3 and len(counts) <= 2):
+            return Finding("loop", f"the sentence {_clip(sentence, 60)!r} appears {times} times")
+    words = tokens(body)
+    run, longest, word = 1, 1, ""
+    for previous, current in zip(words, words[1:]):
+        run = run + 1 if current == previous and not _CJK.match(current) else 1
+        if run > longest:
+            longest, word = run, current
+    if longest >= 6:
+        return Finding("loop", f"the word {word!r} {longest} times in a row")
+    size = 4 if sum(1 for w in words if _CJK.match(w)) < len(words) / 2 else 8
+    if len(words) >= 10 * size:
+        grams = Counter(tuple(words[i : i + size]) for i in range(len(words) - size + 1))
+        distinct = len(grams) / max(1, len(words) - size + 1)
+        gram, times = grams.most_common(1)[0]
+        if distinct < 0.35 and times >= 6:
+            phrase = ("" if size == 8 else " ").join(gram)
+            return Finding("loop", f"the phrase {_clip(phrase, 60)!r} repeats {times} times ({distinct:.0%} distinct)")
+    return None
+
+
+# -- meta-commentary --------------------------------------------------------------------------------
+_EDIT_NOUN = r"(?:answer|response|reply|version|edit|revision|rewrite|draft|text)"
+_EDIT_ADJ = r"(?:new|improved|revised|updated|refined|edited|rewritten|final|above|original|previous|modified|current)"
+_META = [
+    re.compile(rf"^(?:the|this|my|our|that)\s+(?:{_EDIT_ADJ}\s+)*{_EDIT_NOUN}\s+(?:has|have|had|is|was|now|will|now\s+\w+|"
+               r"includes?|adds?|provides?|addresses|contains|keeps|removes|focuses|offers|reads|remains)\b", re.IGNORECASE),
+    re.compile(rf"^(?:this|that|it)\s+is\s+(?:a|an|the|my)\s+(?:{_EDIT_ADJ}\s+)*(?:{_EDIT_NOUN}|edit|improvement)\s+of\b", re.IGNORECASE),
+    re.compile(rf"^(?:I|we)\s+(?:have\s+|'ve\s+)?(?:revised|rewritten|rewrote|improved|updated|edited|modified|refined|"
+               rf"made|changed|added|removed|shortened|expanded)\b.*\b(?:{_EDIT_NOUN}|it)\b", re.IGNORECASE),
+    re.compile(rf"^here(?:'s|\s+is)\s+(?:the|an|my|a)\s+(?:{_EDIT_ADJ}\s+)*{_EDIT_NOUN}\W*$", re.IGNORECASE),
+    re.compile(rf"^in\s+this\s+(?:{_EDIT_ADJ}\s+)*{_EDIT_NOUN}\b", re.IGNORECASE),
+    re.compile(r"^(?:改进后|修改后|优化后|新|这个|本|以上|上述)的?(?:回答|答案|版本|回复)(?:已经|已|更加|更|变得|包含|增加|补充|删除|去掉|采用)"),
+    re.compile(r"^(?:我|我们)(?:已经|已)?(?:对[^，。]{0,12})?(?:修改|改进|重写|优化|润色|调整|精简|补充)了"),
+    re.compile(r"^这(?:是|个是)(?:对)?(?:原|原始|原来|之前)?的?(?:回答|答案)?的?(?:新的?)?(?:修改|编辑|改进|优化)(?:版|版本)?"),
+    re.compile(r"^(?:以下|下面)是(?:改进|修改|优化)后?的(?:回答|答案|版本)[:：。]?$"),
+]
+
+
+def meta_commentary(text: str) -> Finding | None:
+    """The reply talks about an edit instead of being the content: meta sentences and little else."""
+    body = prose(text).strip()
+    meta, rest = [], []
+    for part in _SENTENCE_END.split(body):
+        part = part.strip(" \t*_#>\"'“”")
+        if not part:
+            continue
+        (meta if any(p.search(part) for p in _META) else rest).append(part)
+    if not meta:
+        return None
+    remaining = " ".join(rest)
+    substance = len(_CJK.findall(remaining)) * 3 + len(re.findall(r"[A-Za-z0-9]", remaining))
+    if substance < 80:
+        return Finding("meta_commentary", f"talks about the edit instead of answering: {_clip(meta[0])!r}")
+    return None
+
+
+# -- comparisons ------------------------------------------------------------------------------------
+def _shingles(text: str) -> set[tuple[str, ...]]:
+    words = tokens(text)
+    size = 3 if sum(1 for w in words if _CJK.match(w)) < len(words) / 2 else 4
+    if len(words) < size:
+        return {tuple(words)} if words else set()
+    return {tuple(words[i : i + size]) for i in range(len(words) - size + 1)}
+
+
+def similarity(a: str, b: str) -> float:
+    """Jaccard similarity of word trigrams (character 4-grams for Chinese): 1.0 for the same text."""
+    left, right = _shingles(a), _shingles(b)
+    if not left or not right:
+        return 0.0
+    return len(left & right) / len(left | right)
+
+
+def echo(text: str, source: str, what: str, threshold: float = 0.85) -> Finding | None:
+    """``text`` is (nearly) ``source`` again, or ``source`` with little added."""
+    mine, theirs = " ".join(tokens(text)), " ".join(tokens(source))
+    if not mine or not theirs:
+        return None
+    if mine == theirs or similarity(text, source) >= threshold:
+        return Finding(f"echo_of_{what}", f"repeats the {what} ({similarity(text, source):.0%} the same)")
+    if len(mine) <= len(theirs) * 1.1 and mine in theirs:
+        return Finding(f"echo_of_{what}", f"is a piece of the {what}")
+    return None
+
+
+_BREVITY = re.compile(
+    r"\b(?:concise|shorter|shorten|brief|briefer|brevity|trim|cut|condense|too\s+long|verbose|wordy|succinct|tighten)\w*"
+    r"|简洁|精简|简短|缩短|删减|太长|冗长|啰嗦|简明|压缩",
+    re.IGNORECASE,
+)
+
+
+def collapse(new: str, old: str, critique: str = "", ratio: float = 0.4, min_old_chars: int = 200) -> Finding | None:
+    """A rewrite far shorter than the answer it replaces, when the critique did not ask for brevity."""
+    if len(old) < min_old_chars or len(new) >= ratio * len(old) or _BREVITY.search(critique):
+        return None
+    return Finding("collapse", f"{len(new)} characters where the previous version had {len(old)}")
+
+
+_NOTHING = re.compile(r"^(?:n/?a|none|nothing|no|null|tbd|todo|-+|\.+|无|没有|暂无)$", re.IGNORECASE)
+
+
+def thin(text: str, field: str, min_letters: int = 12) -> Finding | None:
+    """A critique field with no substance: empty, a number, 'N/A', a word or two."""
+    stripped = text.strip()
+    letters = len(re.findall(r"[A-Za-z]", stripped)) + 3 * len(_CJK.findall(stripped))
+    if _NOTHING.match(stripped.strip(" .。!")) or letters < min_letters or len(tokens(stripped)) < 3:
+        return Finding("thin_critique", f"the {field} say nothing: {_clip(stripped) or '(empty)'!r}")
+    return None
+
+
+def degenerate(text: str) -> Finding | None:
+    """The checks that apply to any generated text: placeholders, labels, loops, meta-commentary."""
+    for check in (placeholder, label_only, loop, meta_commentary):
+        finding = check(text)
+        if finding is not None:
+            return finding
+    return None
