@@ -16,6 +16,21 @@ or injected at random with ``fail_rate`` (seeded), so that every retry path of a
 - ``"invalid_json"``: status 200 with a body that is not JSON;
 - ``"length"``: a truncated answer with ``finish_reason: "length"``; ``"empty"``: content ``""``.
 
+``dialect=`` makes it answer as a particular real server does, as that server's documentation and source
+describe it (:data:`SERVER_PROFILES`): where it reads a JSON schema from (``response_format`` json_schema,
+llama-cpp-python's ``json_object`` + ``schema``, llama-server's top-level ``json_schema``, vLLM's
+``structured_outputs``, SGLang's ``json_schema`` string), which fields it refuses and with what status
+and body (llama-cpp-python: HTTP 500 for a ``json_schema`` response_format), how it lists models, and
+what it says to a model name it does not serve. Fields a server does not know are ignored, as most real
+servers do. ``reads=`` and ``listing=`` (``"one"``, ``"none"``, ``"missing"``: 404 on ``/v1/models``)
+override a profile's defaults. The default profile, ``"fake"``, is the original behaviour.
+
+Requests marked with the ``X-Condor-Probe`` header (Condor's start-up probes) are answered like any
+other, but kept apart in ``probe_log``: they are not in ``request_log`` or the log file, never get a
+scripted or random fault, and are answered by the schema sampler rather than the responder (a server
+that constrains output gives a schema-valid answer whatever the model), so tests that count or script
+a run's requests see only the run's.
+
 Two ways to run it: in-process (``FakeChatServer().start()``, aiohttp in a background thread with its
 own event loop; the ``fake_server`` fixture in ``conftest.py`` does this), or as its own process for
 benchmarks and kill/resume tests::
@@ -40,6 +55,7 @@ import random
 import signal
 import threading
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -122,6 +138,130 @@ def _words(text: str) -> int:
     return len(text.split())
 
 
+# --------------------------------------------------------------------------------- server profiles
+
+#: Where a server finds a schema in a request body; each returns the schema or None.
+SCHEMA_READERS: dict[str, Callable[[dict], Any]] = {
+    "openai": lambda b: _rf(b).get("json_schema", {}).get("schema") if _rf(b).get("type") == "json_schema" else None,
+    "json_object+schema": lambda b: _rf(b).get("schema") if _rf(b).get("type") == "json_object" else None,
+    "json_schema": lambda b: b.get("json_schema") if isinstance(b.get("json_schema"), dict) else None,
+    "json_schema-string": lambda b: json.loads(b["json_schema"]) if isinstance(b.get("json_schema"), str) else None,
+    "structured_outputs": lambda b: (b.get("structured_outputs") or {}).get("json"),
+    "guided_json": lambda b: b.get("guided_json"),
+}
+
+
+def _rf(body: dict) -> dict:
+    value = body.get("response_format")
+    return value if isinstance(value, dict) else {}
+
+
+def _rf_type_not_in(body: dict, allowed: tuple[str, ...]) -> str | None:
+    kind = _rf(body).get("type")
+    return kind if "response_format" in body and kind not in allowed else None
+
+
+def _refuse_openai(body: dict) -> tuple[int, dict] | None:
+    known = {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "seed", "stop",
+             "response_format", "n", "stream", "user", "tools", "tool_choice", "logprobs", "presence_penalty",
+             "frequency_penalty", "logit_bias"}
+    extra = sorted(set(body) - known)
+    if extra:
+        return 400, {"error": {"message": f"Unrecognized request argument supplied: {extra[0]}",
+                               "type": "invalid_request_error", "param": None, "code": None}}
+    kind = _rf_type_not_in(body, ("text", "json_object", "json_schema"))
+    if kind is not None:
+        return 400, {"error": {"message": f"Invalid value: '{kind}'. Supported values are: 'json_object', "
+                               "'json_schema', and 'text'.", "type": "invalid_request_error",
+                               "param": "response_format.type", "code": "invalid_value"}}
+    return None
+
+
+def _refuse_llama_cpp_python(body: dict) -> tuple[int, dict] | None:
+    # Its server turns a request validation error into an HTTP 500 (seen with 0.3.36).
+    kind = _rf_type_not_in(body, ("text", "json_object"))
+    if kind is None:
+        return None
+    detail = (f"1 validation error:\n  {{'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+              f"'msg': \"Input should be 'text' or 'json_object'\", 'input': '{kind}'}}")
+    return 500, {"error": {"message": detail, "type": "internal_server_error", "param": None, "code": None}}
+
+
+def _refuse_llama_cpp(body: dict) -> tuple[int, dict] | None:
+    kind = _rf_type_not_in(body, ("text", "json_object", "json_schema"))
+    if kind is not None:
+        message = f'response_format type must be one of "text" or "json_object", but got: {kind}'
+    elif body.get("grammar") and body.get("json_schema"):
+        message = 'Either "json_schema" or "grammar" can be specified, but not both'
+    else:
+        return None
+    return 400, {"error": {"code": 400, "message": message, "type": "invalid_request_error"}}
+
+
+def _refuse_vllm(body: dict) -> tuple[int, dict] | None:
+    kind = _rf_type_not_in(body, ("text", "json_object", "json_schema", "structural_tag"))
+    if kind is None:
+        return None
+    message = f"1 validation error for ChatCompletionRequest\nresponse_format.type\n  Input should be 'text', " \
+              f"'json_object', 'json_schema' or 'structural_tag' [type=literal_error, input_value='{kind}']"
+    return 400, {"error": {"message": message, "type": "BadRequestError", "param": None, "code": 400}}
+
+
+def _refuse_sglang(body: dict) -> tuple[int, dict] | None:
+    kind = _rf_type_not_in(body, ("text", "json_object", "json_schema"))
+    if kind is not None:
+        return 400, {"object": "error", "message": f"Input should be 'text', 'json_object' or 'json_schema': {kind}",
+                     "type": "BadRequestError", "param": None, "code": 400}
+    constraints = [_rf(body).get("type") == "json_schema", "json_schema" in body, "regex" in body, "ebnf" in body]
+    if sum(constraints) > 1:
+        return 400, {"object": "error", "message": "Only one of regex, json_schema, or ebnf can be set.",
+                     "type": "BadRequestError", "param": None, "code": 400}
+    return None
+
+
+@dataclass(frozen=True)
+class ServerProfile:
+    """How one real server treats structured-output fields and model names.
+
+    ``reads``: :data:`SCHEMA_READERS` it honours, in order; ``json_mode``: a ``json_object``
+    response_format without a schema it reads gives unconstrained JSON; ``refuse``: its validation
+    errors as (status, body); ``unknown_model``: (status, body with ``{model}``) for a name it does not
+    serve, or None if it answers any name; ``tags``: an untagged name means ``name:latest`` (Ollama).
+    """
+
+    reads: tuple[str, ...] = ("openai",)
+    json_mode: bool = True
+    refuse: Callable[[dict], "tuple[int, dict] | None"] = lambda body: None
+    unknown_model: "tuple[int, dict] | None" = None
+    tags: bool = False
+    owned_by: str = "condor-fake"
+
+
+SERVER_PROFILES: dict[str, ServerProfile] = {
+    "fake": ServerProfile(json_mode=False),
+    "openai": ServerProfile(
+        refuse=_refuse_openai, owned_by="openai",
+        unknown_model=(404, {"error": {"message": "The model `{model}` does not exist or you do not have access to it.",
+                                       "type": "invalid_request_error", "param": None, "code": "model_not_found"}}),
+    ),
+    "llama-cpp-python": ServerProfile(reads=("json_object+schema",), refuse=_refuse_llama_cpp_python, owned_by="me"),
+    "llama.cpp": ServerProfile(
+        reads=("json_schema", "json_object+schema", "openai"), refuse=_refuse_llama_cpp, owned_by="llamacpp"
+    ),
+    "vllm": ServerProfile(
+        reads=("openai", "structured_outputs"), refuse=_refuse_vllm, owned_by="vllm",
+        unknown_model=(404, {"error": {"message": "The model `{model}` does not exist.", "type": "NotFoundError",
+                                       "param": None, "code": 404}}),
+    ),
+    "sglang": ServerProfile(reads=("openai", "json_schema-string"), refuse=_refuse_sglang, owned_by="sglang"),
+    "ollama": ServerProfile(
+        tags=True, owned_by="library",
+        unknown_model=(404, {"error": {"message": 'model "{model}" not found, try pulling it first',
+                                       "type": "not_found_error", "param": None, "code": None}}),
+    ),
+}
+
+
 class FakeChatServer:
     """An OpenAI-compatible chat server with scripted answers and injected faults.
 
@@ -144,10 +284,27 @@ class FakeChatServer:
         host: str = "127.0.0.1",
         port: int = 0,
         log_file: str | os.PathLike[str] | None = None,
+        dialect: str = "fake",
+        reads: Sequence[str] | None = None,
+        listing: str = "one",
     ) -> None:
         unknown = sorted(set(fail_kinds) - KNOWN_FAULTS)
         if unknown:
             raise ValueError(f"unknown fault kind(s) {unknown}; known: {sorted(KNOWN_FAULTS)}")
+        if dialect not in SERVER_PROFILES:
+            raise ValueError(f"unknown dialect {dialect!r}; known: {sorted(SERVER_PROFILES)}")
+        if listing not in ("one", "none", "missing"):
+            raise ValueError(f"listing must be one, none or missing, not {listing!r}")
+        profile = SERVER_PROFILES[dialect]
+        if reads is not None:
+            unknown = sorted(set(reads) - set(SCHEMA_READERS))
+            if unknown:
+                raise ValueError(f"unknown schema reader(s) {unknown}; known: {sorted(SCHEMA_READERS)}")
+            profile = replace(profile, reads=tuple(reads))
+        #: How this server treats schemas and model names (see SERVER_PROFILES).
+        self.dialect = dialect
+        self.profile = profile
+        self.listing = listing
         self.latency = latency
         self.responder: Responder = responder or default_responder
         self.fail_rate = fail_rate
@@ -161,6 +318,8 @@ class FakeChatServer:
         #: Every JSON body received on POST /v1/chat/completions, in arrival order. Appends happen on the
         #: server's loop thread only; list.append is atomic, so readers in the test thread are safe.
         self.request_log: list[dict] = []
+        #: Bodies of requests marked as Condor start-up probes, apart from the run's (see the module doc).
+        self.probe_log: list[dict] = []
         #: Headers of the most recent chat request (tests check the Authorization header).
         self.last_headers: dict[str, str] = {}
         self.in_flight = 0
@@ -289,6 +448,10 @@ class FakeChatServer:
             return _error(400, "request body is not valid JSON")
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             return _error(400, "'messages' must be a list")
+        if request.headers.get("X-Condor-Probe"):
+            self.probe_log.append(body)
+            verdict, understood = self._as_server(body, probe=True)
+            return verdict if verdict is not None else self._reply(understood, default_responder(understood), None)
         self.request_log.append(body)
         self.last_headers = dict(request.headers)
         if self._log_handle is not None:
@@ -300,19 +463,50 @@ class FakeChatServer:
         if self.in_flight > self.max_in_flight:
             self.max_in_flight = self.in_flight
         try:
-            return await self._answer(request, body, fault)
+            verdict, understood = self._as_server(body, probe=False)
+            if verdict is not None:
+                return verdict
+            return await self._answer(request, understood, fault)
         finally:
             self.in_flight -= 1
+
+    def _as_server(self, body: dict, *, probe: bool) -> tuple[web.Response | None, dict]:
+        """The profile's verdict on ``body``: an error (or JSON-mode) reply, or None; and the body as the
+        server understood it, the schema it read put as ``response_format`` json_schema (or no schema)."""
+        profile = self.profile
+        refused = profile.refuse(body)
+        if refused is not None:
+            return _json_reply(*refused), body
+        if profile.unknown_model is not None and not self._serves(str(body.get("model", ""))):
+            status, template = profile.unknown_model
+            return _json_reply(status, json.loads(json.dumps(template).replace("{model}", str(body.get("model"))))), body
+        if self.dialect == "fake":
+            return None, body  # the original behaviour: the responder sees the body as sent
+        schema = next((found for name in profile.reads if (found := SCHEMA_READERS[name](body)) is not None), None)
+        json_mode = profile.json_mode and _rf(body).get("type") == "json_object" and schema is None
+        understood = {k: v for k, v in body.items() if k not in ("response_format", "json_schema", "structured_outputs", "guided_json", "format")}
+        if schema is not None:
+            understood["response_format"] = {"type": "json_schema", "json_schema": {"name": "read", "schema": schema}}
+        elif json_mode and (probe or self.responder is default_responder):
+            # JSON mode without a schema: some JSON object, not the one a schema would force.
+            return self._reply(understood, json.dumps({"answer": last_user_message(body)}), None), understood
+        return None, understood
+
+    def _serves(self, name: str) -> bool:
+        return name == self.model or (self.profile.tags and f"{name}:latest" == self.model)
 
     async def _answer(self, request: web.Request, body: dict, fault: str | None) -> web.StreamResponse:
         # Rate limits and permanent errors come back at once, as real servers do; everything else
         # costs the configured latency first.
+        # Each injected fault's body carries its own request id, as real servers' error bodies often do:
+        # a client that takes the same body twice for a deterministic error must not take these so.
+        tag = {"request_id": f"fake-{sum(self.faults_served.values())}"}
         if fault == "429":
-            return _error(429, "rate limited (fake)", headers={"Retry-After": "0"})
+            return _error(429, "rate limited (fake)", headers={"Retry-After": "0"}, extra=tag)
         if fault == "429-slow":
-            return _error(429, "rate limited (fake)", headers={"Retry-After": "1"})
+            return _error(429, "rate limited (fake)", headers={"Retry-After": "1"}, extra=tag)
         if fault in PERMANENT_FAULTS:
-            return _error(int(fault), f"fake permanent error {fault}")
+            return _error(int(fault), f"fake permanent error {fault}", extra=tag)
         if self.latency:
             await asyncio.sleep(self.latency)
         if fault == "timeout":
@@ -324,12 +518,13 @@ class FakeChatServer:
         elif fault == "invalid_json":
             return web.Response(body=b'{"choices": [ this is not json', content_type="application/json")
         elif fault is not None and fault.isdigit():
-            return _error(int(fault), f"fake server error {fault}")
+            return _error(int(fault), f"fake server error {fault}", extra=tag)
+        return self._reply(body, self.responder(body), fault)
 
-        produced = self.responder(body)
+    def _reply(self, body: dict, produced: "str | dict", fault: str | None) -> web.Response:
         if isinstance(produced, str):
             content, finish_reason, usage = produced, "stop", None
-        elif "status" in produced:  # a responder may script an error answer of its own
+        elif "status" in produced:  # a responder may script an error answer of its own (the same every time)
             return _error(int(produced["status"]), str(produced.get("error", "scripted error")))
         else:
             content = produced.get("content", "")
@@ -362,8 +557,10 @@ class FakeChatServer:
         return web.Response(body=json.dumps(payload).encode("utf-8"), content_type="application/json")
 
     async def _models(self, request: web.Request) -> web.Response:
-        data = {"object": "list", "data": [{"id": self.model, "object": "model", "owned_by": "condor-fake"}]}
-        return web.json_response(data)
+        if self.listing == "missing":
+            return web.Response(status=404, text="404: Not Found")
+        listed = [] if self.listing == "none" else [{"id": self.model, "object": "model", "owned_by": self.profile.owned_by}]
+        return web.json_response({"object": "list", "data": listed})
 
     async def _stats(self, request: web.Request) -> web.Response:
         return web.json_response(
@@ -377,8 +574,12 @@ class FakeChatServer:
         )
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    body = {"error": {"message": message, "type": "fake_error", "code": status}}
+def _error(status: int, message: str, headers: dict[str, str] | None = None, extra: dict | None = None) -> web.Response:
+    body = {"error": {"message": message, "type": "fake_error", "code": status, **(extra or {})}}
+    return _json_reply(status, body, headers)
+
+
+def _json_reply(status: int, body: dict, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
         status=status, body=json.dumps(body).encode("utf-8"), content_type="application/json", headers=headers
     )
@@ -417,6 +618,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port-file", help="write the bound port here once listening")
     parser.add_argument("--log-file", help="append one line (hash of the messages) per request")
     parser.add_argument("--responder", help="module:function answering each request body (module on PYTHONPATH)")
+    parser.add_argument("--dialect", default="fake", choices=sorted(SERVER_PROFILES), help="answer as this server does")
     args = parser.parse_args(argv)
     responder = None
     if args.responder:
@@ -435,6 +637,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         port=args.port,
         log_file=args.log_file,
         responder=responder,
+        dialect=args.dialect,
     )
     asyncio.run(_serve_forever(server, args.port_file))
 

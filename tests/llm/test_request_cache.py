@@ -87,3 +87,31 @@ def test_batched_commits_are_visible_after_flush(tmp_path):
     cache.flush()
     assert reader.execute("SELECT COUNT(*) FROM completions").fetchone()[0] == 10
     cache.close()
+
+
+def test_notes_persist_apart_from_the_format_line(tmp_path):
+    path = tmp_path / "c.sqlite"
+    cache = RequestCache(path)
+    assert cache.get_meta("openai:http://h/v1:m:structured-dialect") is None
+    cache.put(request_key("m", ask("a")), Completion(text="kept"))  # an open batch: the note must not wait for it
+    cache.put_meta("openai:http://h/v1:m:structured-dialect", {"dialect": "llama-cpp-python", "note": "probe"})
+    cache.put_meta("format", "not the format line")  # a note may be called anything without harm
+    cache.close()
+    again = RequestCache(path)  # opens: the format line is intact
+    assert again.get_meta("openai:http://h/v1:m:structured-dialect") == {"dialect": "llama-cpp-python", "note": "probe"}
+    assert again.get_meta("format") == "not the format line" and len(again) == 1
+    again.close()
+
+
+async def test_the_wrapper_hands_its_notes_to_the_inner_backend(tmp_path):
+    seen = []
+
+    class Noting(ScriptedBackend):
+        def use_notes(self, notes):
+            seen.append(notes)
+
+    cache = RequestCache(tmp_path / "c.sqlite")
+    wrapped = CachedBackend(Noting(lambda r: "x"), cache)
+    await wrapped.check()
+    assert seen == [cache]
+    await wrapped.aclose()

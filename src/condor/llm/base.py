@@ -14,7 +14,7 @@ import json
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -145,6 +145,18 @@ class Capabilities:
     max_context: int | None = None
 
 
+class Notes(Protocol):
+    """Small facts about a server kept between runs (the request cache's meta table), by key.
+
+    Values are JSON-serialisable; a key should start with the backend's identity, since one cache
+    file may serve several backends.
+    """
+
+    def get_meta(self, key: str) -> Any | None: ...
+
+    def put_meta(self, key: str, value: Any) -> None: ...
+
+
 class LLMBackend(ABC):
     """A chat model. Subclasses implement :meth:`generate`; everything else has a default.
 
@@ -171,6 +183,13 @@ class LLMBackend(ABC):
         """Make sure the backend can serve at all (server reachable, key accepted, model known).
 
         Raises :class:`BackendUnavailable` with a message a person can act on; called once before a run.
+        """
+
+    def use_notes(self, notes: Notes) -> None:
+        """Somewhere to keep what :meth:`check` learns about the server, so a later run need not learn it again.
+
+        The request cache wrapper calls this before :meth:`check` (the openai backend keeps its
+        structured-output dialect there). Optional: by default the notes are ignored.
         """
 
     async def warm_up(self) -> None:

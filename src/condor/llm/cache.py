@@ -8,6 +8,11 @@ transient, and the run directory already records it.
 Writes are committed in small batches (WAL mode, ``synchronous=NORMAL``) so that caching costs little at
 thousands of requests per second; a crash loses at most the last fraction of a second of cache entries,
 and the run directory, which is flushed per record, remains the source of truth for completed work.
+
+Beside completions the file keeps a few *notes* (:meth:`RequestCache.get_meta` / ``put_meta``): facts
+a backend learnt about its server at start-up, such as the openai backend's structured-output dialect,
+so that a second run against the same server does not probe it again. They are written at once, not
+batched, and live in the ``meta`` table under a prefix of their own, apart from the format line.
 """
 
 from __future__ import annotations
@@ -17,11 +22,13 @@ import logging
 import sqlite3
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
-from condor.llm.base import ChatRequest, Completion, LLMBackend, request_key
+from condor.llm.base import Capabilities, ChatRequest, Completion, LLMBackend, request_key
 
 CACHE_FORMAT = "condor-cache v1"
+# Notes share the meta table with the format line; the prefix keeps a note from ever replacing it.
+_NOTE_PREFIX = "note:"
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +107,34 @@ class RequestCache:
         if self._pending >= self._commit_every or now - self._last_commit >= self._commit_seconds:
             self.flush()
 
+    def get_meta(self, key: str) -> Any | None:
+        """A note stored by :meth:`put_meta`, or None (also when the file cannot be read)."""
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key=?", (_NOTE_PREFIX + key,)).fetchone()
+        except sqlite3.Error as exc:
+            self._warn(f"cache read failed ({exc}); ignoring what earlier runs noted")
+            return None
+        if row is None:
+            return None
+        try:
+            return json.loads(row[0])
+        except ValueError:
+            return None
+
+    def put_meta(self, key: str, value: Any) -> None:
+        """Store a JSON-serialisable note under ``key`` now. Never raises, like :meth:`put`."""
+        try:
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)", (_NOTE_PREFIX + key, json.dumps(value, ensure_ascii=True))
+            )
+        except sqlite3.Error as exc:
+            self._rollback()
+            self._warn(f"cache write failed ({exc}); the next run will learn this again")
+            return
+        # Inside an open batch the note would wait for the batch's commit; a note is rare and should
+        # survive a crash, so commit now.
+        self.flush()
+
     def flush(self) -> None:
         if self._pending:
             try:
@@ -142,14 +177,20 @@ class CachedBackend(LLMBackend):
         self.inner = inner
         self.cache = cache
         self.identity = inner.identity
-        self.capabilities = inner.capabilities
         self.concurrency = inner.concurrency
 
+    @property
+    def capabilities(self) -> Capabilities:  # type: ignore[override]
+        # Read through, never copied: the inner backend may learn at check() (or mid-run) that its
+        # server cannot constrain output, and whoever asks this wrapper must see that.
+        return self.inner.capabilities
+
     def __getattr__(self, name: str):
-        # Backend-specific extras (e.g. the openai backend's list of models) pass through.
+        # Backend-specific extras (e.g. the openai backend's list of models, its warnings) pass through.
         return getattr(self.inner, name)
 
     async def check(self):  # returns what the inner backend's check returns (the openai one: listed models)
+        self.inner.use_notes(self.cache)
         return await self.inner.check()
 
     async def warm_up(self) -> None:

@@ -4,23 +4,31 @@ Built on aiohttp with one session and one connection pool per event loop, sized 
 semaphore shared by every ``generate`` call, so several stages feeding one backend still never put more
 than ``concurrency`` requests in flight. Both are created lazily inside the running loop.
 
-Failure handling, request by request (the batch never raises for one bad request):
+Start-up (:meth:`OpenAIBackend.check`): an unreachable server or a refused key raises
+:class:`BackendUnavailable`. The models the server lists are information, not a gate: servers answer
+names they do not list (llama-cpp-python lists a file path and serves any name, Ollama lists
+``llama3:latest`` for ``llama3``, proxies list aliases or nothing), so an unlisted name is a warning,
+and only the server's own "model not found" reply to a chat request stops the run, naming what it
+lists. Then the schema dialect is settled (:mod:`condor.llm.dialects`): configured, noted by an
+earlier run in the request cache, or probed once; with none, the backend declares ``structured=False``.
 
-- 429, 408, 409, 425 and 5xx other than 501/505, connection errors (refused, reset, dropped, "server
-  disconnected"), timeouts, and bodies that are not the JSON of a chat completion are *transient*:
-  retried up to ``max_retries`` times with exponential backoff and full jitter
-  (``uniform(0, min(backoff_cap, backoff_base * 2**attempt))``). A ``Retry-After`` header (seconds or
-  HTTP date) is a floor on that delay, capped at ``backoff_cap``; on a 429 or 503 it also pauses every
-  other request of this backend until then, since the server asked the client, not one request, to wait.
-- other 4xx (400, 401, 403, 404, 422, ...) are *permanent*: ``Completion.failed("http 400: <message>")``
-  at once, without retrying.
+Failure handling, request by request (the batch never raises for one bad request; which reply is
+which is :mod:`condor.llm.errors`):
+
+- rate limits, overload, gateway errors, timeouts, dropped connections, garbled bodies: retried up to
+  ``max_retries`` times, backoff ``uniform(0, min(backoff_cap, backoff_base * 2**attempt))``. A
+  ``Retry-After`` is a floor on the delay and, on a 429 or 503, pauses every request of this backend.
+- other 5xx: retried too, unless the same status and body come back twice in a row.
+- a body naming a field the server does not take, and other 4xx: failed at once. A wrong key or address
+  (401/403/404) is flagged ``transient`` like an outage, so the run stops early and a rerun resends.
+- a "model not found" reply: :class:`BackendUnavailable`.
 - retries exhausted: ``Completion.failed("<last error> (gave up after N retries)", retries=N)``.
 
-Empty content comes back as ``text=""`` and ``finish_reason="length"`` passes through: what to do with
-them is the stage's decision. :meth:`OpenAIBackend.check` tells "no server at this address" apart from
-everything else, raising :class:`BackendUnavailable`; the CLI calls it before a run. If the server goes
-away *during* a run, requests fail one by one with errors starting ``"connection error:"`` or
-``"timeout"``; noticing that a whole run is failing that way is the caller's job, not this module's.
+Deterministic failures of schema requests count against the dialect: after
+:data:`SCHEMA_FAILURES_TO_SWITCH_OFF` of them structured output is off for this backend (with a
+warning) and later schema requests fail at once, unsent. Empty content and ``finish_reason="length"``
+pass through to the stage; noticing that a whole run fails with ``"connection error:"`` is the
+executor's business.
 
 The API key is kept in a wrapper whose repr is masked; it is sent only as an ``Authorization: Bearer``
 header and is scrubbed from any server message that echoes it. It is never part of ``identity``.
@@ -31,61 +39,41 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import time
-from email.utils import parsedate_to_datetime
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Sequence
 
 import aiohttp
 
-from condor.llm.base import (
-    BackendUnavailable,
-    Capabilities,
-    ChatRequest,
-    Completion,
-    LLMBackend,
-    clean_text,
-    with_defaults,
-)
+from condor.llm import errors
+from condor.llm.base import BackendUnavailable, Capabilities, ChatRequest, Completion, LLMBackend, Notes
+from condor.llm.base import with_defaults
+from condor.llm.dialects import PROBE_HEADER, ProbeReply, choose, probe_body, remember, schema_fields
+from condor.llm.errors import ALWAYS_RETRY, MAYBE_TRANSIENT, SETUP_ERRORS, model_missing, server_message
 from condor.llm.limits import RateLimiter, estimate_tokens
+from condor.llm.wire import Refused as _Refused
+from condor.llm.wire import Secret as _Secret
+from condor.llm.wire import Transient as _Transient
+from condor.llm.wire import parse_completion as _parse_completion
 
 if TYPE_CHECKING:
     from condor.llm.settings import OpenAISettings
 
-__all__ = ["OpenAIBackend"]
+__all__ = ["OpenAIBackend", "SCHEMA_FAILURES_TO_SWITCH_OFF"]
 
-_PERMANENT_5XX = frozenset({501, 505})
-_RETRYABLE_4XX = frozenset({408, 409, 425, 429})
-#: Not retried (they will not change by waiting), but a sign of a wrong key, model or address.
-_SETUP_ERRORS = frozenset({401, 403, 404})
-# Longest server message quoted in a failed completion: enough to act on, short enough for a log line.
-_MESSAGE_CHARS = 300
+log = logging.getLogger(__name__)
 
-
-class _Secret:
-    """Holds the API key; prints as a mask so it cannot leak through a repr, a log or a traceback."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "<secret>"
-
-    __str__ = __repr__
-
-
-class _Transient(Exception):
-    """One attempt failed in a way worth retrying."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retry_after = retry_after
+#: Deterministic failures of schema requests after which structured output is switched off.
+SCHEMA_FAILURES_TO_SWITCH_OFF = 3
+# The settings passed to the constructor under their own names.
+_SETTINGS = (
+    "concurrency", "timeout", "max_retries", "requests_per_minute", "tokens_per_minute", "max_tokens",
+    "temperature", "top_p", "seed", "structured", "structured_dialect",
+)
+# Kept under this name for callers (and tests) that parse Retry-After through this module.
+_parse_retry_after = errors.parse_retry_after
 
 
 class _LoopState:
@@ -103,7 +91,8 @@ class OpenAIBackend(LLMBackend):
     """Chat completions from an OpenAI-compatible HTTP server.
 
     The server batches requests on its side (continuous batching), so the client only keeps
-    ``concurrency`` requests in flight; it declares no native batching.
+    ``concurrency`` requests in flight; it declares no native batching. ``structured`` is the run's
+    setting (auto, on, off) and ``structured_dialect`` the configured dialect or ``auto``.
     """
 
     capabilities = Capabilities(structured=True)
@@ -125,6 +114,8 @@ class OpenAIBackend(LLMBackend):
         seed: int | None = None,
         backoff_base: float = 1.0,
         backoff_cap: float = 60.0,
+        structured: str = "auto",
+        structured_dialect: str = "auto",
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
@@ -144,6 +135,22 @@ class OpenAIBackend(LLMBackend):
         self._state: _LoopState | None = None
         # Until when (time.monotonic) the server asked everyone to hold off, after a 429/503 Retry-After.
         self._hold_until = 0.0
+        self.structured = structured
+        self.structured_dialect = structured_dialect
+        #: The dialect schemas are sent in; until check() settles it, the standard one.
+        self.dialect = "openai" if structured_dialect in ("auto", "none") else structured_dialect
+        #: How the dialect was chosen ("configured", "probe", "cache", "default") and what was seen.
+        self.dialect_source = "configured" if structured_dialect != "auto" else "default"
+        self.dialect_note = f"structured_dialect: {structured_dialect}" if structured_dialect != "auto" else ""
+        if structured_dialect == "none":
+            # From the class attribute, so a subclass's other declared capabilities survive.
+            self.capabilities = replace(self.capabilities, structured=False)
+        #: Model ids the server lists (possibly none), filled in by check().
+        self.models: list[str] = []
+        #: Things a person should know about this server, also logged; describe() carries them.
+        self.warnings: list[str] = []
+        self._notes: Notes | None = None
+        self._schema_failures = 0
 
     @classmethod
     def from_settings(cls, config: "OpenAISettings", **overrides: Any) -> "OpenAIBackend":
@@ -151,23 +158,33 @@ class OpenAIBackend(LLMBackend):
 
         ``overrides`` (e.g. ``backoff_base``) take precedence over the settings.
         """
-        kwargs: dict[str, Any] = dict(
-            api_key=config.api_key(),
-            concurrency=config.concurrency,
-            timeout=config.timeout,
-            max_retries=config.max_retries,
-            requests_per_minute=config.requests_per_minute,
-            tokens_per_minute=config.tokens_per_minute,
-            max_tokens=config.max_tokens,
-            temperature=config.temperature,
-            top_p=config.top_p,
-            seed=config.seed,
-        )
+        kwargs: dict[str, Any] = {name: getattr(config, name) for name in _SETTINGS}
+        kwargs["api_key"] = config.api_key()
         kwargs.update(overrides)
         return cls(config.base_url, config.model, **kwargs)
 
     def __repr__(self) -> str:
         return f"OpenAIBackend(base_url={self.base_url!r}, model={self.model!r}, concurrency={self.concurrency})"
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "identity": self.identity,
+            "structured": self.capabilities.structured,
+            "structured_dialect": self.dialect if self.capabilities.structured else "none",
+            "dialect_source": self.dialect_source,
+        }
+        if self.dialect_note:
+            out["dialect_note"] = self.dialect_note
+        if self.models:
+            out["models_listed"] = self.models[:20]
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
+        return out
+
+    def _warn(self, message: str) -> None:
+        if message not in self.warnings and len(self.warnings) < 20:
+            self.warnings.append(message)
+            log.warning("%s", message)
 
     # ------------------------------------------------------------------------------ connection
 
@@ -201,50 +218,84 @@ class OpenAIBackend(LLMBackend):
             text = text.replace(self._api_key.reveal(), "<secret>")
         return text
 
-    async def check(self) -> list[str]:
-        """Make sure a server answers at ``base_url``; return the model ids it lists (possibly none).
-
-        Any HTTP answer counts as reachable, even 401 or 404 (some servers have no ``/models``); only
-        connection failures and timeouts raise :class:`BackendUnavailable`.
-        """
-        state = self._loop_state()
-        url = f"{self.base_url}/models"
-        try:
-            async with state.session.get(
-                url, headers=self._auth_headers(), timeout=aiohttp.ClientTimeout(total=min(self.timeout, 15.0))
-            ) as response:
-                body = await response.read()
-                status = response.status
-        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
-            reason = self._scrub(str(exc) or type(exc).__name__)
-            raise BackendUnavailable(
-                f"cannot reach an OpenAI-compatible server at {self.base_url} ({reason}). "
-                "Check that the server is running, that host and port are right, and that base_url ends "
-                "with the API prefix (usually /v1)."
-            ) from None
-        except aiohttp.InvalidURL:
-            raise BackendUnavailable(f"base_url {self.base_url!r} is not a valid URL") from None
-        if status in (401, 403):
-            raise BackendUnavailable(
-                f"the server at {self.base_url} refused the API key (http {status}); check the variable named by "
-                "api_key_env (--api-key-env)"
-            )
-        if status != 200:
-            return []
-        try:
-            data = json.loads(body)
-            models = [str(item["id"]) for item in data.get("data", []) if isinstance(item, dict) and "id" in item]
-        except (ValueError, AttributeError, TypeError):
-            return []
-        if models and self.model not in models:
-            shown = ", ".join(models[:10]) + (" ..." if len(models) > 10 else "")
-            raise BackendUnavailable(f"the server at {self.base_url} does not serve model {self.model!r}; it lists: {shown}")
-        return models
-
     async def aclose(self) -> None:
         state, self._state = self._state, None
         if state is not None and not state.session.closed:
             await state.session.close()
+
+    # ------------------------------------------------------------------------------ start-up
+
+    def use_notes(self, notes: Notes) -> None:
+        self._notes = notes
+
+    async def check(self) -> list[str]:
+        """Make sure a server answers at ``base_url``, settle the schema dialect; return the model ids it lists.
+
+        Any HTTP answer to ``/models`` counts as reachable, even 404 (some servers have none); only
+        connection failures, timeouts and a refused key raise :class:`BackendUnavailable`, and so
+        does a chat reply saying the model does not exist.
+        """
+        self.models = await self._list_models(self._loop_state())
+        # Ollama lists "llama3:latest" and answers "llama3": an untagged name means the latest tag.
+        listed = self.model in self.models or f"{self.model}:latest" in self.models
+        if self.models and not listed:
+            self._warn(
+                f"the server at {self.base_url} does not list model {self.model!r} (it lists: "
+                f"{errors.show_models(self.models)}); going on, since many servers answer names they do not list"
+            )
+        choice = await choose(
+            self.structured_dialect, self.structured, self._probe_send, self.model, self._notes,
+            f"{self.identity}:structured-dialect", self.base_url,
+        )
+        self.dialect_source, self.dialect_note = choice.source, choice.note
+        if choice.warning:
+            self._warn(choice.warning)
+        if choice.dialect == "none":
+            self.capabilities = replace(self.capabilities, structured=False)
+        else:
+            self.dialect = choice.dialect
+        if not choice.answered and not listed:
+            # Nothing has shown yet that the server takes this name: one plain request, whose reply
+            # raises if the server says the model does not exist.
+            await self._probe_send(probe_body(self.model, None), "model")
+        return self.models
+
+    async def _list_models(self, state: _LoopState) -> list[str]:
+        try:
+            async with state.session.get(
+                f"{self.base_url}/models",
+                headers=self._auth_headers(),
+                timeout=aiohttp.ClientTimeout(total=min(self.timeout, 15.0)),
+            ) as response:
+                body = await response.read()
+                status = response.status
+        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+            raise BackendUnavailable(errors.unreachable(self.base_url, self._scrub(str(exc) or type(exc).__name__))) from None
+        except aiohttp.InvalidURL:
+            raise BackendUnavailable(f"base_url {self.base_url!r} is not a valid URL") from None
+        if status in (401, 403):
+            raise BackendUnavailable(errors.key_refused(self.base_url, status))
+        return errors.listed_models(body) if status == 200 else []
+
+    def _model_missing(self, status: int, raw: bytes) -> BackendUnavailable:
+        said = self._scrub(server_message(raw))
+        return BackendUnavailable(errors.no_such_model(self.base_url, self.model, self.models, status, said))
+
+    async def _probe_send(self, body: dict[str, Any], label: str) -> ProbeReply:
+        """One start-up request, never retried here; raises for a refused key or a missing model."""
+        state = self._loop_state()
+        headers = {**(self._auth_headers() or {}), PROBE_HEADER: label}
+        try:
+            async with state.session.post(self._url, data=json.dumps(body).encode("utf-8"), headers=headers) as response:
+                status, raw = response.status, await response.read()
+                retry_after = response.headers.get("Retry-After")
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            return ProbeReply(None, error=self._scrub(f"{type(exc).__name__}: {exc}"))
+        if status in (401, 403):
+            raise BackendUnavailable(errors.key_refused(self.base_url, status))
+        if model_missing(status, raw):
+            raise self._model_missing(status, raw)
+        return ProbeReply(status, raw, retry_after=retry_after)
 
     # ------------------------------------------------------------------------------ requests
 
@@ -272,10 +323,7 @@ class OpenAIBackend(LLMBackend):
         if request.stop:
             body["stop"] = request.stop
         if request.json_schema is not None:
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "condor", "schema": request.json_schema, "strict": True},
-            }
+            body.update(schema_fields(self.dialect, request.json_schema))
         return body
 
     async def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
@@ -289,17 +337,20 @@ class OpenAIBackend(LLMBackend):
         try:
             return list(await asyncio.gather(*tasks))
         except BaseException:
-            # Only a bug or a cancellation gets here (request failures are completions): stop the rest.
+            # A cancellation, a bug, or a server saying the model does not exist: stop the rest.
             for task in tasks:
                 task.cancel()
             raise
 
     async def _complete(self, state: _LoopState, request: ChatRequest) -> Completion:
+        if request.json_schema is not None and not self.capabilities.structured:
+            return Completion.failed(f"not sent: structured output is off for {self.base_url} ({self.dialect_note})")
         # The body is encoded once a slot is free, not up front: a batch of 100,000 queued requests
         # should not hold 100,000 encoded bodies. Retries reuse it.
         data = b""
         estimate = 0
         retries = 0
+        last_echo: tuple[int, bytes] | None = None
         while True:
             hold = self._hold_until - time.monotonic()
             if hold > 0:
@@ -314,7 +365,12 @@ class OpenAIBackend(LLMBackend):
                     if self.limiter.enabled:
                         await self.limiter.acquire(estimate)
                     completion = await self._attempt(state.session, data)
+            except _Refused as refusal:
+                return self._refused(request, refusal.message, "the server does not take a field of this request", retries)
             except _Transient as failure:
+                if failure.echo is not None and failure.echo == last_echo:
+                    return self._refused(request, failure.message, "the server gave the same answer twice in a row", retries)
+                last_echo = failure.echo
                 if retries >= self.max_retries:
                     suffix = f" (gave up after {retries} retries)" if retries else ""
                     return Completion.failed(self._scrub(failure.message) + suffix, retries=retries, transient=True)
@@ -330,8 +386,29 @@ class OpenAIBackend(LLMBackend):
                 self.limiter.settle(estimate, used if used else None)  # 0: the server reported no usage
             return completion
 
+    def _refused(self, request: ChatRequest, message: str, why: str, retries: int) -> Completion:
+        """A deterministic failure: permanent for this request and, for a schema request, held against the dialect."""
+        message = self._scrub(message)
+        if request.json_schema is not None and self.capabilities.structured:
+            self._schema_failures += 1
+            if self._schema_failures >= SCHEMA_FAILURES_TO_SWITCH_OFF:
+                self._switch_structured_off(message)
+        return Completion.failed(f"{message} (not retried: {why})", retries=retries)
+
+    def _switch_structured_off(self, last_error: str) -> None:
+        self.capabilities = replace(self.capabilities, structured=False)
+        self.dialect_note = (
+            f"switched off after {self._schema_failures} schema requests failed in the {self.dialect} dialect "
+            f"(last: {last_error})"
+        )
+        self._warn(f"structured output is off for {self.base_url}: {self.dialect_note}")
+        if self.structured_dialect == "auto":
+            # Remembered, so the next run starts without schemas instead of failing three more records.
+            remember(self._notes, f"{self.identity}:structured-dialect", "none", self.dialect_note)
+
     async def _attempt(self, session: aiohttp.ClientSession, data: bytes) -> Completion:
-        """One HTTP round trip: a completion (ok or permanently failed), or raises :class:`_Transient`."""
+        """One HTTP round trip: a completion (ok or permanently failed), or raises :class:`_Transient`
+        or :class:`_Refused`."""
         try:
             async with session.post(self._url, data=data, headers=self._auth_headers()) as response:
                 status = response.status
@@ -346,80 +423,18 @@ class OpenAIBackend(LLMBackend):
         except aiohttp.ClientError as exc:  # malformed HTTP, truncated payload: the transport misbehaved
             raise _Transient(f"bad response: {str(exc) or type(exc).__name__}") from None
 
-        if status != 200:
-            message = f"http {status}: {self._scrub(_server_message(raw))}"
-            if status in _RETRYABLE_4XX or (status >= 500 and status not in _PERMANENT_5XX):
-                retry_after = _parse_retry_after(retry_after_header)
-                if retry_after and status in (429, 503):
-                    self._hold_until = max(self._hold_until, time.monotonic() + min(retry_after, self.backoff_cap))
-                raise _Transient(message, retry_after)
-            # A wrong key (401/403) or model name (404) is not the request's fault and fails every
-            # request alike: flagged like an outage, so a run stops early and a rerun sends them again.
-            return Completion.failed(message, transient=status in _SETUP_ERRORS)
-        return _parse_completion(raw)
-
-
-def _parse_completion(raw: bytes) -> Completion:
-    try:
-        data = json.loads(raw)
-        choice = data["choices"][0]
-        message = choice.get("message") or {}
-        content = message.get("content")
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-        raise _Transient(f"invalid response body: {_snippet(raw)}") from None
-    usage = data.get("usage") or {}
-    completion = Completion(
-        text=clean_text(content) if isinstance(content, str) else "",
-        finish_reason=choice.get("finish_reason"),
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
-        completion_tokens=int(usage.get("completion_tokens") or 0),
-        model=data.get("model"),
-    )
-    # Reasoning models served by vLLM/SGLang put their thinking beside the answer; keep it, it is data.
-    reasoning = message.get("reasoning_content")
-    if isinstance(reasoning, str) and reasoning:
-        completion.extra["reasoning"] = reasoning
-    return completion
-
-
-def _server_message(raw: bytes) -> str:
-    """The human part of an error body: OpenAI's ``{"error": {"message"}}``, vLLM's ``{"message"}``,
-    FastAPI's ``{"detail"}``, or the start of whatever text came back."""
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return _snippet(raw) or "(empty body)"
-    if isinstance(data, dict):
-        error = data.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return _shorten(str(error["message"]))
-        for value in (error, data.get("message"), data.get("detail")):
-            if value:
-                return _shorten(value if isinstance(value, str) else json.dumps(value))
-    return _snippet(raw)
-
-
-def _snippet(raw: bytes) -> str:
-    return _shorten(raw[: _MESSAGE_CHARS * 4].decode("utf-8", errors="replace"))
-
-
-def _shorten(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _MESSAGE_CHARS else text[: _MESSAGE_CHARS - 3] + "..."
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date; None if absent or garbled."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - time.time())
+        if status == 200:
+            return _parse_completion(raw)
+        message = f"http {status}: {self._scrub(server_message(raw))}"
+        if model_missing(status, raw):
+            raise self._model_missing(status, raw)
+        if errors.names_unsupported_field(status, raw):
+            raise _Refused(message)
+        if status in ALWAYS_RETRY or status in MAYBE_TRANSIENT:
+            retry_after = errors.parse_retry_after(retry_after_header)
+            if retry_after and status in (429, 503):
+                self._hold_until = max(self._hold_until, time.monotonic() + min(retry_after, self.backoff_cap))
+            raise _Transient(message, retry_after, echo=(status, raw) if status in MAYBE_TRANSIENT else None)
+        # A wrong key (401/403) or address (404) is not the request's fault and fails every request
+        # alike: flagged like an outage, so a run stops early and a rerun sends them again.
+        return Completion.failed(message, transient=status in SETUP_ERRORS)

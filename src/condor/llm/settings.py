@@ -50,6 +50,19 @@ class OpenAISettings(CommonSettings):
     max_retries: int = Field(6, ge=0, le=100, description="Retries for 429, 5xx, timeouts and dropped connections.")
     requests_per_minute: float | None = Field(None, gt=0, description="Client-side request rate limit.")
     tokens_per_minute: float | None = Field(None, gt=0, description="Client-side token rate limit (prompt + max_tokens).")
+    # The names condor.llm.dialects knows, plus auto (probe the server) and none.
+    structured_dialect: Literal[
+        "auto", "openai", "llama-cpp-python", "llama.cpp", "vllm", "vllm-guided", "sglang", "ollama", "none"
+    ] = Field(
+        "auto",
+        description=(
+            "How the server takes a JSON schema: 'openai' (response_format json_schema), 'llama-cpp-python' "
+            "(response_format json_object + schema), 'llama.cpp' (top-level json_schema), 'vllm' (structured_outputs), "
+            "'vllm-guided' (guided_json, vLLM before 0.12), 'sglang' (json_schema string), 'ollama' (response_format "
+            "+ format), 'none' (never send schemas), or 'auto': probe the server once at start-up and remember the "
+            "answer in the request cache. See docs/servers.md."
+        ),
+    )
 
     @field_validator("base_url")
     @classmethod
