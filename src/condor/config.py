@@ -59,6 +59,12 @@ class PipelineConfig(_Strict):
     relevance_threshold: float | None = Field(
         None, ge=-1.0, le=1.0, description="Least on-topic score a question needs (default: calibrated per scorer and language)."
     )
+    target: int | None = Field(
+        None, ge=1, description="Keep sampling work items until exactly this many rows survive every gate."
+    )
+    max_requests: int | None = Field(
+        None, ge=1, description="Request budget of a --target run (default: 30 per target row)."
+    )
     decontaminate: list[str] = Field(
         default_factory=list,
         description="Benchmark prompt files (JSONL, JSON array or plain lines); overlapping questions are dropped.",

@@ -35,15 +35,22 @@ _FENCE = re.compile(r"```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)", re.DOTALL)
 _INLINE_CODE = re.compile(r"`[^`\n]{1,200}`")
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _WORD = re.compile(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?|[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-# Indented, or carrying three of the symbols code is made of ([] are left out: prose uses them too).
-_CODE_LINE = re.compile(r"^(?: {4,}|\t)\S|(?:[^{};=<>()]*[{};=<>()]){3}|^\s*(?:def|class|import|return|print)\b")
+# Indented, or carrying three of the symbols code is made of (brackets and braces are left out: prose
+# and templates use them too, and a template token in prose is exactly what must be found).
+_CODE_START = re.compile(r"^(?: {4,}|\t)\S|^\s*(?:def|class|import|return|print)\b")
+_CODE_SYMBOLS = frozenset(";=<>()")
+
+
+def _is_code(line: str) -> bool:
+    # Counting, not a regex: a pattern for "three symbols anywhere" is quadratic on a long line.
+    return bool(_CODE_START.match(line)) or sum(1 for ch in line if ch in _CODE_SYMBOLS) >= 3
 
 
 def prose(text: str) -> str:
     """``text`` without fenced code blocks, inline code and code-like lines."""
     text = _FENCE.sub("\n", text)
     text = _INLINE_CODE.sub(" ", text)
-    return "\n".join(line for line in text.splitlines() if not _CODE_LINE.search(line))
+    return "\n".join(line for line in text.splitlines() if not _is_code(line))
 
 
 def tokens(text: str) -> list[str]:
@@ -126,7 +133,7 @@ def loop(text: str) -> Finding | None:
         if part.startswith("|"):  # table rows repeat their shape, not their content
             continue
         words = tokens(part)
-        if len(words) >= 3:
+        if len(words) >= 2:
             sentences.append(" ".join(words))
     if len(sentences) >= 3:
         counts = Counter(sentences)

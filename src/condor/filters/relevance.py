@@ -99,10 +99,14 @@ def make_scorer(mode: str) -> TopicScorer | None:
         return TopicScorer()
     from condor.tree.embeddings import EmbeddingsUnavailable, minilm_model_dir
 
+    import importlib.util
+
     try:
         minilm_model_dir()
-        import sentence_transformers  # noqa: F401  (only to know it is there)
-    except (EmbeddingsUnavailable, ImportError):
+        # Only whether it is there: importing it costs seconds, paid when the first question is scored.
+        if importlib.util.find_spec("sentence_transformers") is None:
+            raise EmbeddingsUnavailable("sentence-transformers is missing")
+    except EmbeddingsUnavailable:
         if mode == "embeddings":
             from condor.errors import ConfigError
 

@@ -55,7 +55,7 @@ class StageRunner:
         self.stage = stage
         self.backend = backend
         self.store = store
-        self.policy = RecoveryPolicy(structured, backend.capabilities)
+        self.structured = structured
         self.checks = checks
         caps = backend.capabilities
         self.window = window or max(4, backend.concurrency * 2, caps.max_batch if caps.native_batching else 0)
@@ -77,7 +77,10 @@ class StageRunner:
 
     async def _process(self, record: Record, progress: StageProgress, digest: str) -> dict[str, Any]:
         stage, usage = self.stage, Usage()
-        structured = self.policy.schema_first(stage)
+        # Read per record: a backend may switch structured output off mid-run (a server that turned
+        # out not to obey schemas), and the ladder must stop asking for them at once.
+        policy = RecoveryPolicy(self.structured, self.backend.capabilities)
+        structured = policy.schema_first(stage)
         attempts: list[str] = []
         unit: dict[str, Any] = {"input_id": record["id"], "input_hash": digest, "records": [], "rejections": []}
         try:
@@ -95,7 +98,7 @@ class StageRunner:
                     unit["input"] = record
             if not failed or stage.accepts_failures:
                 unit["records"], rejections = await parse_with_recovery(
-                    stage, record, completions, structured, self.policy,
+                    stage, record, completions, structured, policy,
                     lambda batch: self._attempt(batch, usage), attempts, self.checks,
                 )
                 unit["rejections"].extend(r.to_dict() for r in rejections)

@@ -12,32 +12,45 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from typing import Any, Iterable, Sequence
 
 from condor.run.executor import Executor
-from condor.run.records import RunReader
-from condor.run.steps import GateStep, ModelStep, SourceStep, Step, resolve
+from condor.run.records import PLAN_FILE, RunReader
+from condor.run.steps import PLAN, GateStep, ModelStep, SourceStep, Step, resolve
 from condor.run.store import RunDirectory, StageStore
 
 
 def step_key(run: RunDirectory, upstream: Iterable[str | None], settings: Any) -> str:
-    """What a finished step's marker must match for the step to count as finished now."""
+    """What a finished step's marker must match for the step to count as finished now.
+
+    The plan counts by its content: a plan that grew (``--target``) makes the steps run again.
+    """
     markers = []
     for name in upstream:
+        if name == PLAN:
+            plan = run.root / PLAN_FILE
+            markers.append(hashlib.sha256(plan.read_bytes()).hexdigest() if plan.exists() else None)
+            continue
         path = run.stage(name).complete_path if name else None
         markers.append(path.read_text(encoding="utf-8") if path is not None and path.exists() else None)
     blob = json.dumps({"upstream": markers, "settings": settings}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _summary(reader: RunReader, name: str) -> dict[str, int]:
+def _summary(reader: RunReader, name: str) -> dict[str, Any]:
     units = records = rejections = failures = 0
+    reasons: Counter[str] = Counter()
     for unit in reader.store(name).latest_units(reader.current(name)):
         units += 1
         records += len(unit.get("records", ()))
         rejections += len(unit.get("rejections", ()))
-        failures += 1 if unit.get("error") else 0
-    return {"units": units, "records": records, "rejections": rejections, "failures": failures}
+        reasons.update(r.get("reason", "unknown") for r in unit.get("rejections", ()))
+        if unit.get("error"):
+            failures += 1
+            reasons["backend_error"] += 1
+    return {"units": units, "records": records, "rejections": rejections, "failures": failures,
+            "reasons": dict(reasons.most_common())}
 
 
 def describe_steps(steps: Sequence[Step]) -> dict[str, dict[str, Any]]:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from collections import Counter
+
 from condor.config import ConfigError, PipelineConfig
 from condor.run.records import PLAN_FILE
 from condor.run.store import RunDirectory, atomic_write_lines, dumps
@@ -22,7 +24,7 @@ from condor.tree.io import SHIPPED_TREES, resolve_tree
 from condor.tree.model import KnowledgeTree, node_id
 from condor.tree.sample import sample_leaves
 
-__all__ = ["PLAN_FILE", "build_plan", "load_or_create_plan", "plan_fingerprint", "trees_for"]
+__all__ = ["PLAN_FILE", "append_draw", "build_plan", "load_or_create_plan", "plan_fingerprint", "trees_for"]
 
 
 def languages(lang: str) -> list[str]:
@@ -46,12 +48,26 @@ def trees_for(pipeline: PipelineConfig) -> dict[str, KnowledgeTree]:
     return chosen
 
 
-def build_plan(pipeline: PipelineConfig, tasks: dict[str, TaskType], leaves: int) -> list[Record]:
-    """Work items: ``leaves`` sampled leaves per language, each with every selected task."""
+def build_plan(
+    pipeline: PipelineConfig,
+    tasks: dict[str, TaskType],
+    leaves: int,
+    *,
+    draw: int = 0,
+    seen: dict[str, int] | None = None,
+    used: Counter | None = None,
+) -> list[Record]:
+    """Work items: ``leaves`` sampled leaves per language, each with every selected task.
+
+    A growing plan (``--target``) adds draws: draw ``d`` samples with its own seed, weighting leaves
+    down by ``used`` (how often each already appears, and has kept rows), and ``seen`` keeps ids unique
+    across draws.
+    """
     items: list[Record] = []
-    seen: dict[str, int] = {}
+    seen = {} if seen is None else seen
     for lang, tree in trees_for(pipeline).items():
-        paths = sample_leaves(tree, leaves, seed=pipeline.seed, language=lang)
+        seed = pipeline.seed if draw == 0 else hash_seed(pipeline.seed, draw)
+        paths = sample_leaves(tree, leaves, seed=seed, language=lang, counts=used)
         for path in paths:
             for task in tasks.values():
                 base = f"{lang}/{node_id(path)}/{task.slug}"
@@ -67,12 +83,18 @@ def build_plan(pipeline: PipelineConfig, tasks: dict[str, TaskType], leaves: int
                         "language": lang,
                         "tree": tree.name,
                         "tree_version": tree.version,
+                        **({"draw": draw} if draw else {}),
                     }
                 )
     return items
 
 
-def plan_fingerprint(pipeline: PipelineConfig, task_slugs: list[str], leaves: int) -> str:
+def hash_seed(seed: int, draw: int) -> int:
+    """A seed for draw ``draw`` that does not repeat draw 0's sample."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{draw}".encode()).digest()[:8], "big")
+
+
+def plan_fingerprint(pipeline: PipelineConfig, task_slugs: list[str], leaves: int | str) -> str:
     tree_id = pipeline.tree
     if pipeline.tree not in SHIPPED_TREES:
         path = Path(pipeline.tree)
@@ -84,13 +106,36 @@ def plan_fingerprint(pipeline: PipelineConfig, task_slugs: list[str], leaves: in
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def load_or_create_plan(run: RunDirectory, pipeline: PipelineConfig, tasks: dict[str, TaskType], leaves: int) -> int:
-    """Write the plan on the first run, check it on later ones; returns the number of work items."""
+def load_or_create_plan(
+    run: RunDirectory, pipeline: PipelineConfig, tasks: dict[str, TaskType], leaves: int, *, growing: bool = False
+) -> int:
+    """Write the plan on the first run, check it on later ones; returns the number of work items.
+
+    A growing plan (``--target``) is bound to everything but its size, which later draws change.
+    """
     path = run.root / PLAN_FILE
-    run.bind_inputs("plan", plan_fingerprint(pipeline, list(tasks), leaves))
+    run.bind_inputs("plan", plan_fingerprint(pipeline, list(tasks), "growing" if growing else leaves))
     if path.exists():
         return sum(1 for _ in path.open(encoding="utf-8"))
     items = build_plan(pipeline, tasks, leaves)
     if not items:
         raise ConfigError("the plan is empty: no leaves or no tasks selected")
     return atomic_write_lines(path, (dumps(item) for item in items))
+
+
+def append_draw(
+    run: RunDirectory, pipeline: PipelineConfig, tasks: dict[str, TaskType], leaves: int, draw: int, used: Counter
+) -> int:
+    """Add draw ``draw`` (``leaves`` more leaves per language) to the plan; returns the items added.
+
+    The whole plan is rewritten through a temporary file, so a kill leaves the old plan or the new one.
+    """
+    path = run.root / PLAN_FILE
+    existing = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    seen: dict[str, int] = {}
+    for line in existing:
+        base = json.loads(line)["id"].split("~", 1)[0]
+        seen[base] = seen.get(base, 0) + 1
+    items = build_plan(pipeline, tasks, leaves, draw=draw, seen=seen, used=used)
+    atomic_write_lines(path, iter([*existing, *(dumps(item) for item in items)]))
+    return len(items)

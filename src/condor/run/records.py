@@ -161,13 +161,21 @@ class RunReader:
         return sum(1 for _ in self.records(name))
 
     def final_records(self) -> list[Record]:
-        """The records of the final step, in id order (what ``sft.jsonl`` is made from)."""
+        """The records of the final step, in id order (what ``sft.jsonl`` is made from).
+
+        A ``--target N`` run keeps exactly N of them, the earliest draws of its plan first; the rest are
+        surplus, not part of the dataset.
+        """
         final = self.final_step
         if final is None:
             raise RunStoreError(f"{self.root}: the run has not finished any pipeline yet; nothing to read")
         if not self.is_complete(final):
             raise RunStoreError(f"{self.root}: step {final!r} has not finished; rerun the command that made this run")
-        return sorted(self.records(final), key=lambda r: r["id"])
+        records = list(self.records(final))
+        limit = (self.manifest.get("final") or {}).get("limit")
+        if limit is not None:
+            records = sorted(records, key=lambda r: (r.get("draw", 0), r["id"]))[:limit]
+        return sorted(records, key=lambda r: r["id"])
 
     def rejections(self) -> Iterator[dict[str, Any]]:
         """Every record that left the pipeline before the final step, and every failed model call.

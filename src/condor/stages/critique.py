@@ -48,8 +48,9 @@ _HEADINGS = {
 SCHEMA: dict[str, Any] = {
     "title": "critique",
     "type": "object",
-    # Bounded so that constrained decoding finishes the JSON within a modest max_tokens.
-    "properties": {name: {"type": "string", "maxLength": 700} for name in SECTIONS},
+    # Bounded so that constrained decoding finishes the JSON within a modest max_tokens, and at least a
+    # short sentence each, so that a grammar cannot close a field after "1".
+    "properties": {name: {"type": "string", "minLength": 15, "maxLength": 700} for name in SECTIONS},
     "required": list(SECTIONS),
     "additionalProperties": False,
 }
@@ -59,7 +60,7 @@ class CritiqueStage(Stage):
     """Critiques the latest answer version in refinement round ``round`` (1 for the first)."""
 
     role = "critic"
-    version = "1"
+    version = "2"
     has_schema = True
     prompt_name = "critique"
 

@@ -63,7 +63,7 @@ SCHEMA: dict[str, Any] = {
     "title": "grade",
     "type": "object",
     "properties": {
-        "reason": {"type": "string", "maxLength": 400},
+        "reason": {"type": "string", "minLength": 10, "maxLength": 400},
         "score": {"type": "integer", "minimum": 1, "maximum": 10},
     },
     "required": ["reason", "score"],
@@ -75,7 +75,7 @@ class JudgeStage(Stage):
     """Grades each answer version of a record from 1 to 10, one request per version."""
 
     name = "judge"
-    version = "1"
+    version = "2"
     role = "judge"
     has_schema = True
 

@@ -45,7 +45,8 @@ _PREAMBLE = re.compile(r"^[^\n]{0,200}[:：][ \t]*\n")
 SCHEMA: dict[str, Any] = {
     "title": "refinement",
     "type": "object",
-    "properties": {"improved_answer": {"type": "string"}},
+    # Not bounded above (a rewrite may be long); at least a sentence, so a grammar cannot stop at "".
+    "properties": {"improved_answer": {"type": "string", "minLength": 20}},
     "required": ["improved_answer"],
     "additionalProperties": False,
 }
@@ -55,7 +56,7 @@ class RefineStage(Stage):
     """Writes answer version ``round`` from version ``round - 1`` and the critique of round ``round``."""
 
     role = "refiner"
-    version = "1"
+    version = "2"
     has_schema = True
     prompt_name = "refine"
 
