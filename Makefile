@@ -34,8 +34,13 @@ $(VENV)/.demo-installed: pyproject.toml $(CONSTRAINTS) $(VENV)/.llama-installed
 
 $(VENV)/.test-installed: pyproject.toml $(CONSTRAINTS) $(VENV)/.llama-installed
 	$(PIP) $(TORCH)
-	$(PIP) -e '.[embedded,embeddings,test]'
+	$(PIP) -e '.[embedded,embeddings,test,export,judge,report]'
 	touch $@ $(VENV)/.demo-installed
+
+# The report's browser tests drive Debian's chromium (Playwright's own browser download is never used).
+$(VENV)/.browser-installed: | $(BIN)/python
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	touch $@
 
 # Re-resolve every dependency from pyproject.toml in a scratch environment and write the lock file.
 LOCK_VENV := .lock-venv
@@ -44,7 +49,7 @@ lock:
 	$(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/pip install -q pip==$(PIP_VERSION)
 	CMAKE_ARGS="$(LLAMA_CMAKE)" CMAKE_BUILD_PARALLEL_LEVEL=2 $(LOCK_VENV)/bin/pip install -q $(LLAMA) $(TORCH)
-	$(LOCK_VENV)/bin/pip install -q '.[embedded,embeddings,test]'
+	$(LOCK_VENV)/bin/pip install -q '.[embedded,embeddings,test,export,judge,report]'
 	{ echo "# Exact versions that make demo, make test and CI install (pip -c constraints.txt)."; \
 	  echo "# Refresh with 'make lock' after changing dependencies in pyproject.toml; commit the result."; \
 	  $(LOCK_VENV)/bin/pip freeze --exclude-editable | grep -v -i '^condor-data' | sed 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/'; \
@@ -56,7 +61,7 @@ lock:
 demo: $(VENV)/.demo-installed
 	HF_HUB_OFFLINE=1 $(BIN)/condor run -o $(DEMO_OUT)
 
-test: $(VENV)/.test-installed
+test: $(VENV)/.test-installed $(VENV)/.browser-installed
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -ra
 
 test-fast: $(VENV)/.test-installed

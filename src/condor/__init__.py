@@ -4,7 +4,9 @@ The package root stays light on purpose: importing ``condor`` loads no backend, 
 heavy dependency; the public functions import what they need when called. Subpackages, top down:
 
 - ``condor.cli``: the ``condor`` command, a thin layer over this API.
-- ``condor.export``: dataset files from a run directory.
+- ``condor.export``: dataset files from a run directory, in trainers' formats, with a dataset card.
+- ``condor.judge``: LLM-as-judge (grades, pairwise in both orders) and its statistics.
+- ``condor.report``: metrics, question diversity and the offline HTML report.
 - ``condor.run``: steps as data, the executors that run them, the run directory and its reader.
 - ``condor.stages`` / ``condor.filters``: pure prompt building and parsing; pure, model-free gates.
 - ``condor.tree``: the World Knowledge Tree.
@@ -23,8 +25,11 @@ __all__ = [
     "ModelStep",
     "RunConfig",
     "arun_pipeline",
+    "build_report",
+    "export_dataset",
     "export_run",
     "insert_after",
+    "judge_runs",
     "load_config",
     "pipeline_steps",
     "read_run",
@@ -39,14 +44,26 @@ _LAZY = {
     "RunConfig": "condor.config",
     "load_config": "condor.config",
     "arun_pipeline": "condor.api",
+    "build_report": "condor.api",
+    "export_dataset": "condor.api",
     "export_run": "condor.api",
+    "judge_runs": "condor.api",
     "pipeline_steps": "condor.api",
     "read_run": "condor.api",
     "run_pipeline": "condor.api",
 }
 
 if TYPE_CHECKING:
-    from condor.api import arun_pipeline, export_run, pipeline_steps, read_run, run_pipeline
+    from condor.api import (
+        arun_pipeline,
+        build_report,
+        export_dataset,
+        export_run,
+        judge_runs,
+        pipeline_steps,
+        read_run,
+        run_pipeline,
+    )
     from condor.config import RunConfig, load_config
     from condor.run.steps import GateStep, ModelStep, insert_after
 

@@ -12,9 +12,10 @@ new filter or stage joins a run without touching the executor or the CLI.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from condor.config import RunConfig, load_config
 from condor.export.dataset import ExportSummary, export_run, record_export, write_exports
@@ -23,10 +24,17 @@ from condor.run.records import RunReader, read_run
 from condor.run.settings import Settings, effective_settings
 from condor.run.steps import Step, resolve
 
+if TYPE_CHECKING:
+    from condor.run.target import TargetOutcome
+
 __all__ = [
     "PipelineResult",
+    "ajudge_runs",
     "arun_pipeline",
+    "build_report",
+    "export_dataset",
     "export_run",
+    "judge_runs",
     "load_config",
     "pipeline_steps",
     "read_run",
@@ -41,6 +49,20 @@ class PipelineResult:
     reader: RunReader
     export: ExportSummary
     notes: list[str] = field(default_factory=list)
+    #: With ``pipeline.target``: how the run went toward its target.
+    target: "TargetOutcome | None" = None
+
+    def rejections_by_reason(self) -> dict[str, int]:
+        """Records that left the pipeline, counted by reason (most frequent first)."""
+        return dict(Counter(r["reason"] for r in self.reader.rejections()).most_common())
+
+    def kept_previous_by_reason(self) -> dict[str, int]:
+        """Critique or refinement rounds that did not replace a kept record's answer, by reason."""
+        final = self.reader.final_step
+        if final is None:
+            return {}
+        notes = (n.get("reason", "unknown") for r in self.reader.records(final) for n in r.get("refine_notes", ()))
+        return dict(Counter(notes).most_common())
 
 
 def pipeline_steps(config: RunConfig, mode: Mode = "run", refine_input: str | Path | None = None) -> list[Step]:
@@ -69,6 +91,7 @@ async def arun_pipeline(
     from condor.run.plan import load_or_create_plan
     from condor.run.progress import ProgressBoard
     from condor.run.store import RunDirectory, RunStoreError
+    from condor.run.target import first_draw_leaves, run_to_target
 
     settings: Settings = effective_settings(config)
     cfg = settings.config
@@ -85,22 +108,33 @@ async def arun_pipeline(
         run.manifest["config"] = cfg.model_dump(mode="json")
         run.manifest["settings"] = {"leaves": settings.leaves, "tasks": list(settings.tasks),
                                     "rounds": settings.rounds, "select": settings.select}
+        target = cfg.pipeline.target if mode in ("run", "void") else None
         if mode in ("run", "void"):
-            load_or_create_plan(run, cfg.pipeline, settings.tasks, settings.leaves)
+            leaves = first_draw_leaves(settings) if target else settings.leaves
+            load_or_create_plan(run, cfg.pipeline, settings.tasks, leaves, growing=bool(target))
         cache_path = Path(cfg.cache) if cfg.cache else run.root / "cache.sqlite"
         backends = await open_role_backends(cfg, cache_path)
         try:
             with ProgressBoard(quiet=quiet) as board:
                 structured = {role: cfg.backend_for(role).structured for role in backends}
                 executor = LocalExecutor(backends, structured=structured, board=board, retry_failed=retry_failed)
-                reader = await StepRunner(run, executor, retry_failed=retry_failed).run_steps(chosen)
+                runner = StepRunner(run, executor, retry_failed=retry_failed)
+                outcome = None
+                if target:
+                    outcome = await run_to_target(run, settings, _final_step(chosen), lambda: runner.run_steps(chosen))
+                    reader = runner.reader
+                else:
+                    reader = await runner.run_steps(chosen)
         finally:
             await close_backends(backends)
-        run.manifest["final"] = {"step": _final_step(chosen), **EXPORTS[mode]}
+        run.manifest["final"] = {"step": _final_step(chosen), **EXPORTS[mode], "limit": target}
+        if outcome is not None:
+            run.manifest["target"] = {"target": outcome.target, "kept": outcome.kept, "draws": outcome.draws,
+                                      "requests": outcome.requests, "budget": outcome.budget}
         run.save_manifest()
         summary = write_exports(reader, run.root)
         record_export(run, summary)
-    return PipelineResult(reader, summary, settings.notes)
+    return PipelineResult(reader, summary, settings.notes, outcome)
 
 
 def run_pipeline(config: RunConfig | str | Path | None, out: str | Path, **options) -> PipelineResult:
@@ -113,3 +147,64 @@ def run_pipeline(config: RunConfig | str | Path | None, out: str | Path, **optio
     """
     cfg = config if isinstance(config, RunConfig) else load_config(config)
     return asyncio.run(arun_pipeline(cfg, out, **options))
+
+
+def export_dataset(
+    run: str | Path,
+    format: str,
+    out: str | Path | None = None,
+    *,
+    language: str | Sequence[str] | None = None,
+    task: str | Sequence[str] | None = None,
+    difficulty: str | Sequence[str] | None = None,
+    domain: str | Sequence[str] | None = None,
+    min_score: float | None = None,
+    min_margin: float | None = None,
+    test_size: float | None = None,
+    seed: int = 0,
+    card: bool = True,
+    push_to_hub: str | None = None,
+    command: str | None = None,
+):
+    """``condor export RUN --format F``: the run's data in a trainer's format, with a dataset card.
+
+    ``format`` is one of messages, sharegpt, alpaca, parquet, hf, dpo, critique. Filters take a value,
+    a comma-separated string or a list; ``test_size`` splits by leaf. Returns a
+    :class:`~condor.export.build.DatasetExport` (rows and files per split, the card, what was left out).
+    """
+    from condor.export.build import export_dataset as build
+    from condor.export.selection import RecordFilter
+
+    rule = RecordFilter.from_text(language=language, task=task, difficulty=difficulty, domain=domain, min_score=min_score)
+    return build(run, format, out, rule=rule, min_margin=min_margin, test_size=test_size, seed=seed, card=card,
+                 push_to_hub=push_to_hub, command=command)
+
+
+async def ajudge_runs(config: RunConfig, **options):
+    """``condor judge`` on the running event loop; see :func:`judge_runs`."""
+    from condor.judge.runner import ajudge_runs as run_judge
+
+    return await run_judge(config, **options)
+
+
+def judge_runs(config: RunConfig | str | Path | None, **options):
+    """``condor judge`` as a function: grade a run, or compare two datasets, resumably.
+
+    ``run=RUN`` grades every answer version of the run (1-10) and compares each refined answer with its
+    original in both orders; ``a=..., b=..., out=DIR`` compares two datasets (run directories or JSONL
+    files) on their shared questions. The judge is the config's ``judge`` role. Other options:
+    ``grade``, ``pairwise``, ``retry_failed``, ``quiet``. Returns a :class:`~condor.judge.runner.JudgeResult`.
+    """
+    cfg = config if isinstance(config, RunConfig) else load_config(config)
+    return asyncio.run(ajudge_runs(cfg, **options))
+
+
+def build_report(run: str | Path, out: str | Path | None = None, **options):
+    """``condor report RUN -o report.html``: one offline HTML file about the run.
+
+    Options: ``reference`` (a file of questions to overlay on the question map), ``embeddings`` (False
+    skips the diversity numbers and the map), ``map_points``. Returns a :class:`~condor.report.html.Report`.
+    """
+    from condor.report.html import build_report as build
+
+    return build(run, out, **options)

@@ -1,4 +1,6 @@
-"""``condor void``, ``condor refine`` and ``condor run``: the paper's two stages and the whole pipeline."""
+"""``condor void``, ``condor refine`` and ``condor run``: the paper's two stages and the whole pipeline.
+
+(``condor export`` is in :mod:`condor.cli.export`.)"""
 
 from __future__ import annotations
 
@@ -20,13 +22,23 @@ from condor.cli.options import (
     TasksOpt,
     TreeOpt,
     model_options,
+    pipeline_option,
 )
+
+
+TargetOpt = pipeline_option("target", "--target", int, min=1)
+MaxRequestsOpt = pipeline_option("max_requests", "--max-requests", int, min=1)
+DecontaminateOpt = Annotated[Optional[list[Path]], typer.Option(
+    "--decontaminate", help="Benchmark prompts file (JSONL, JSON array or plain lines); repeat for several. "
+    "Questions that share 13 words in a row with one are dropped.")]
 
 
 def _pipeline_overrides(**values: Any) -> dict[str, Any]:
     tasks = values.pop("tasks", None)
+    benchmarks = values.pop("decontaminate", None)
     out = {f"pipeline.{name}": value for name, value in values.items()}
     out["pipeline.tasks"] = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
+    out["pipeline.decontaminate"] = [str(p) for p in benchmarks] if benchmarks else None
     return out
 
 
@@ -44,12 +56,27 @@ def _execute(flags: ModelFlags, output: Path, mode: str, quiet: bool, retry_fail
     result = run_job(job)
     for note in result.notes:
         typer.secho(note, err=True, fg=typer.colors.YELLOW)
+    if result.target is not None and result.target.short_by:
+        t = result.target
+        typer.secho(f"target {t.target} rows: {t.kept} made after {t.requests} requests (budget {t.budget}); "
+                    f"{t.short_by} short. Raise --max-requests and rerun the same command to go on.",
+                    err=True, fg=typer.colors.YELLOW)
     summary = result.export
     typer.echo(f"dataset: {summary.paths['sft']} ({summary.sft} rows)")
     if "preference" in summary.paths:
         typer.echo(f"preference pairs: {summary.paths['preference']} ({summary.preference} rows)")
     typer.echo(f"rejected: {summary.paths['rejected']} ({summary.rejected} rows, each with its reason)")
+    _by_reason("  rejected", result.rejections_by_reason())
+    _by_reason("  kept the previous version", result.kept_previous_by_reason())
     typer.echo(f"manifest: {output / 'manifest.json'}")
+
+
+def _by_reason(label: str, counts: dict[str, int], shown: int = 8) -> None:
+    if not counts:
+        return
+    parts = [f"{reason} {n}" for reason, n in list(counts.items())[:shown]]
+    more = len(counts) - shown
+    typer.echo(f"{label}: " + ", ".join(parts) + (f", and {more} more reasons" if more > 0 else ""))
 
 
 @model_options
@@ -60,12 +87,16 @@ def void(
     tasks: TasksOpt = None,
     lang: LangOpt = None,
     seed: SeedOpt = None,
+    target: TargetOpt = None,
+    max_requests: MaxRequestsOpt = None,
+    decontaminate: DecontaminateOpt = None,
     retry_failed: RetryOpt = False,
     quiet: QuietOpt = False,
     flags: ModelFlags = ModelFlags(),
 ) -> None:
     """Condor Void: sample tags, write easy/medium/hard questions per task, filter them, answer them."""
-    _execute(flags, output, "void", quiet, retry_failed, tree=tree, leaves=leaves, tasks=tasks, lang=lang, seed=seed)
+    _execute(flags, output, "void", quiet, retry_failed, tree=tree, leaves=leaves, tasks=tasks, lang=lang, seed=seed,
+             target=target, max_requests=max_requests, decontaminate=decontaminate)
 
 
 @model_options
@@ -92,32 +123,19 @@ def run(
     select: SelectOpt = None,
     lang: LangOpt = None,
     seed: SeedOpt = None,
+    target: TargetOpt = None,
+    max_requests: MaxRequestsOpt = None,
+    decontaminate: DecontaminateOpt = None,
     retry_failed: RetryOpt = False,
     quiet: QuietOpt = False,
     flags: ModelFlags = ModelFlags(),
 ) -> None:
     """The whole pipeline: tree sampling, Condor Void, Condor Refine, export to OUT/sft.jsonl."""
     _execute(flags, output, "run", quiet, retry_failed, tree=tree, leaves=leaves, tasks=tasks, rounds=rounds,
-             select=select, lang=lang, seed=seed)
-
-
-def export(
-    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="A run directory made by condor run, void or refine.")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Where to write the files (default: RUN).")] = None,
-) -> None:
-    """Write a finished run's dataset files again (sft, preference, rejected); no model is needed."""
-    from condor.api import export_run
-    from condor.cli.runtime import run_sync
-
-    summary = run_sync(lambda: export_run(run_dir, output))
-    typer.echo(f"dataset: {summary.paths['sft']} ({summary.sft} rows)")
-    if "preference" in summary.paths:
-        typer.echo(f"preference pairs: {summary.paths['preference']} ({summary.preference} rows)")
-    typer.echo(f"rejected: {summary.paths['rejected']} ({summary.rejected} rows)")
+             select=select, lang=lang, seed=seed, target=target, max_requests=max_requests, decontaminate=decontaminate)
 
 
 def register(app: typer.Typer) -> None:
     app.command("void")(void)
     app.command("refine")(refine)
     app.command("run")(run)
-    app.command("export")(export)
