@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from condor.errors import ConfigError
@@ -130,19 +129,10 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
     data: dict[str, Any] = {}
     source: str | Path = "<defaults>"
     if path is not None:
+        from condor.config_files import read_yaml
+
         source = Path(path)
-        try:
-            text = source.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"{source}: cannot read config file ({exc.strerror or exc})") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{source}: not UTF-8 text") from None
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise ConfigError(f"{source}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        loaded = read_yaml(source, "config file")
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
