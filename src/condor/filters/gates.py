@@ -15,10 +15,8 @@ from condor.stages.base import Record, Rejection
 from condor.stages.select import select_version
 
 
-class QuestionQuality(Gate):
-    """Length, truncation and language of the question."""
-
-    name = "question_quality"
+class _QualityGate(Gate):
+    """A :class:`QualityFilter` check of one field; subclasses say which."""
 
     def __init__(self, quality: QualityFilter) -> None:
         self.quality = quality
@@ -27,9 +25,30 @@ class QuestionQuality(Gate):
     def settings(self) -> Any:
         return [self.quality.min_chars, self.quality.max_chars]
 
+    def issue(self, record: Record):
+        raise NotImplementedError
+
     def check(self, record: Record) -> Record | Rejection:
-        issue = self.quality.question_issue(record)
+        issue = self.issue(record)
         return record if issue is None else Rejection(self.name, issue.reason, issue.detail, record)
+
+
+class QuestionQuality(_QualityGate):
+    """Length, truncation and language of the question."""
+
+    name = "question_quality"
+
+    def issue(self, record: Record):
+        return self.quality.question_issue(record)
+
+
+class AnswerQuality(_QualityGate):
+    """Empty, short, long, cut-off, refusing or wrong-language answers."""
+
+    name = "answer_quality"
+
+    def issue(self, record: Record):
+        return self.quality.answer_issue(record)
 
 
 class NearDuplicates(Gate):
@@ -55,23 +74,6 @@ class NearDuplicates(Gate):
             self._dedup = Deduplicator(threshold=self.threshold)
         duplicate = self._dedup.check(record["id"], record["question"])
         return record if duplicate is None else Rejection(self.name, duplicate.reason, duplicate.detail, record)
-
-
-class AnswerQuality(Gate):
-    """Empty, short, long, cut-off, refusing or wrong-language answers."""
-
-    name = "answer_quality"
-
-    def __init__(self, quality: QualityFilter) -> None:
-        self.quality = quality
-
-    @property
-    def settings(self) -> Any:
-        return [self.quality.min_chars, self.quality.max_chars]
-
-    def check(self, record: Record) -> Record | Rejection:
-        issue = self.quality.answer_issue(record)
-        return record if issue is None else Rejection(self.name, issue.reason, issue.detail, record)
 
 
 class SelectVersion(Gate):
