@@ -26,13 +26,16 @@ import os
 import re
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 if TYPE_CHECKING:
     from condor.run.lock import RunLock
 
 RUN_FORMAT = "condor-run v1"
+#: States of an input's latest unit (:meth:`StageStore.latest_index`).
+DONE, FAILED, TRANSIENT = 0, 1, 2
 LOCK_FILE = ".lock"
 _WRITER = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
@@ -159,27 +162,39 @@ class StageStore:
 
     @staticmethod
     def _read_shard(path: Path) -> Iterator[dict[str, Any]]:
+        for _, unit in StageStore._read_shard_at(path):
+            yield unit
+
+    @staticmethod
+    def _read_shard_at(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+        """``(byte offset, unit)`` of every complete line of one shard."""
         try:
-            with path.open("r", encoding="utf-8") as handle:
-                for number, line in enumerate(handle, start=1):
-                    if not line.endswith("\n"):
+            with path.open("rb") as handle:
+                offset = 0
+                for number, raw in enumerate(handle, start=1):
+                    if not raw.endswith(b"\n"):
                         return  # torn tail of a crashed writer; cut off on its next append
-                    try:
-                        unit = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise RunStoreError(
-                            f"{path}:{number}: unreadable unit ({exc.msg}); the file was edited or corrupted"
-                        ) from None
-                    if not isinstance(unit, dict) or not isinstance(unit.get("input_id"), str):
-                        raise RunStoreError(
-                            f"{path}:{number}: not a unit (an object with a string 'input_id'); "
-                            "the file was edited or corrupted"
-                        )
-                    yield unit
+                    yield offset, StageStore._parse_unit(path, number, raw)
+                    offset += len(raw)
         except FileNotFoundError:
             return
+
+    @staticmethod
+    def _parse_unit(path: Path, number: int, raw: bytes) -> dict[str, Any]:
+        try:
+            unit = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError:
             raise RunStoreError(f"{path}: not UTF-8 text; the file was edited or corrupted") from None
+        except json.JSONDecodeError as exc:
+            raise RunStoreError(
+                f"{path}:{number}: unreadable unit ({exc.msg}); the file was edited or corrupted"
+            ) from None
+        if not isinstance(unit, dict) or not isinstance(unit.get("input_id"), str):
+            raise RunStoreError(
+                f"{path}:{number}: not a unit (an object with a string 'input_id'); "
+                "the file was edited or corrupted"
+            )
+        return unit
 
     def iter_units(self) -> Iterator[dict[str, Any]]:
         """Every unit of every shard, shard by shard in file order (superseded ones included).
@@ -189,23 +204,50 @@ class StageStore:
         for path in self.shard_paths():
             yield from self._read_shard(path)
 
-    def _latest_positions(self) -> dict[str, tuple[float, int, int]]:
-        """``{input_id: (written at, shard, line)}`` of each input's latest unit."""
-        latest: dict[str, tuple[float, int, int]] = {}
+    def is_plain(self) -> bool:
+        """Whether the step finished with exactly one unit per current input, all in the main shard.
+
+        The executor says so in the completion marker after it has dropped superseded and stale units;
+        such a step is read line by line, with no index of its units in memory.
+        """
+        marker = self.completion() if self.is_complete() else None
+        return bool(marker and marker.get("plain")) and self.shard_paths() in ([], [self.directory / "units.jsonl"])
+
+    def latest_index(self) -> dict[str, tuple[str | None, int, int, int]]:
+        """``{input_id: (input_hash, state, shard, byte offset)}`` of each input's latest unit.
+
+        ``state`` is :data:`DONE`, :data:`FAILED` (a permanent failure) or :data:`TRANSIENT` (a failure
+        at the transport level); ``shard`` numbers :meth:`shard_paths` as it is now. Within a shard the
+        later line wins; across shards the later write.
+        """
+        latest: dict[str, tuple[str | None, int, int, int]] = {}
+        written: dict[str, float] = {}
         for shard, path in enumerate(self.shard_paths()):
-            for line, unit in enumerate(self._read_shard(path)):
+            for offset, unit in self._read_shard_at(path):
+                input_id = unit["input_id"]
                 at = unit.get("at", 0.0)
-                previous = latest.get(unit["input_id"])
-                # Within a shard the later line wins; across shards the later write.
-                if previous is None or previous[1] == shard or (at, shard) >= previous[:2]:
-                    latest[unit["input_id"]] = (at if isinstance(at, (int, float)) else 0.0, shard, line)
+                at = at if isinstance(at, (int, float)) else 0.0
+                previous = latest.get(input_id)
+                if previous is None or previous[2] == shard or at >= written[input_id]:
+                    state = (TRANSIENT if unit.get("transient") else FAILED) if unit.get("error") else DONE
+                    latest[input_id] = (unit.get("input_hash"), state, shard, offset)
+                    written[input_id] = at
         return latest
 
+    def read_at(self, path: Path, offset: int) -> dict[str, Any]:
+        """The unit at byte ``offset`` of the shard ``path`` (from :meth:`latest_index`)."""
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            return self._parse_unit(path, 0, handle.readline())
+
     def _iter_latest(self) -> Iterator[dict[str, Any]]:
-        latest = {(shard, line) for _, shard, line in self._latest_positions().values()}
+        if self.is_plain():
+            yield from self.iter_units()
+            return
+        latest = {(shard, offset) for _, _, shard, offset in self.latest_index().values()}
         for shard, path in enumerate(self.shard_paths()):
-            for line, unit in enumerate(self._read_shard(path)):
-                if (shard, line) in latest:
+            for offset, unit in self._read_shard_at(path):
+                if (shard, offset) in latest:
                     yield unit
 
     def done_map(self, *, include_failed: bool = True, include_transient: bool = True) -> dict[str, str | None]:
@@ -213,13 +255,11 @@ class StageStore:
 
         Failures can be left out (all of them, or only transport-level ones) so that they are sent again.
         """
-        done: dict[str, str | None] = {}
-        for unit in self._iter_latest():
-            failed = bool(unit.get("error"))
-            retry = failed and (not include_failed or (unit.get("transient") and not include_transient))
-            if not retry:
-                done[unit["input_id"]] = unit.get("input_hash")
-        return done
+        return {
+            input_id: digest
+            for input_id, (digest, state, _, _) in self.latest_index().items()
+            if state == DONE or (state == FAILED and include_failed) or (state == TRANSIENT and include_failed and include_transient)
+        }
 
     def done_ids(self, *, include_failed: bool = True, include_transient: bool = True) -> set[str]:
         return set(self.done_map(include_failed=include_failed, include_transient=include_transient))
@@ -283,13 +323,54 @@ class StageStore:
 
     def rewrite(self, units: Iterator[dict[str, Any]]) -> int:
         """Replace the whole step with ``units`` in the main shard (model-free steps are redone whole)."""
+        with self.rewriter() as write:
+            for unit in units:
+                write(unit)
+        return write.count  # type: ignore[attr-defined]
+
+    @contextmanager
+    def rewriter(self) -> Iterator[Callable[[dict[str, Any]], None]]:
+        """``with store.rewriter() as write: write(unit)...``: the step's new content, unit by unit.
+
+        The units go to a temporary file that replaces the main shard (and every other shard) only
+        when the block ends without an error; until then readers see the step as it was.
+        """
         self.clear_complete()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        refuse_symlink(self.units_path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.units_path.name}.", suffix=".tmp", dir=self.directory)
+        handle = os.fdopen(fd, "w", encoding="utf-8")
+
+        def write(unit: dict[str, Any]) -> None:
+            handle.write(dumps(unit))
+            handle.write("\n")
+            write.count += 1  # type: ignore[attr-defined]
+
+        write.count = 0  # type: ignore[attr-defined]
+        try:
+            yield write
+            handle.flush()
+            os.fsync(handle.fileno())
+            handle.close()
+            os.replace(tmp, self.units_path)
+        except BaseException:
+            handle.close()
+            Path(tmp).unlink(missing_ok=True)
+            raise
         for path in self.shard_paths():
             if path != self.units_path:
                 path.unlink()
-        for marker in self.directory.glob("done-*.json") if self.directory.is_dir() else ():
+        for marker in self.directory.glob("done-*.json"):
             marker.unlink()
-        return atomic_write_lines(self.units_path, (dumps(unit) for unit in units))
+
+    def compact(self, drop: set[str] | frozenset[str] = frozenset()) -> int:
+        """Keep only the latest unit of each input, less the inputs in ``drop``, in the main shard.
+
+        Called by an executor that ran the step over its current inputs: superseded units and units of
+        inputs that are gone (``drop``) leave, so that the step can be marked plain.
+        """
+        kept = (unit for unit in self._iter_latest() if unit["input_id"] not in drop)
+        return self.rewrite(kept)
 
     def is_complete(self) -> bool:
         return self.complete_path.exists()

@@ -1,0 +1,296 @@
+"""A whole ``condor run`` against the local test server: how close to the ideal request rate, how much memory.
+
+Two measurements, each with its own section of docs/benchmarks.md (``--write`` rewrites only that one):
+
+``--mode speed`` (default). The fake server (tests/fake_server.py) runs as its own process with the
+scripted model (tests/condor_responder.py) and heavy-tailed latency: lognormal with a 200 ms mean and
+sigma 0.75 (median 152 ms, one answer in a hundred over 0.87 s; the spread at which the step-by-step
+run reached the 71% of ideal the issue reports, against 91% for ``condor generate``). ``condor run`` (100 leaves, 7 tasks,
+1 round: about 7,000 requests) runs as a child process at concurrency 128, and so does
+``condor generate`` over as many prompts, for comparison. Ideal = concurrency / the mean latency the
+server actually drew. The request phase runs from the first request to reach the server to the last
+answer to leave it; the whole command adds start-up (imports, the server check, the plan) and the
+exports. The server also notes, for each request, the longest prompt prefix it shares with one of the
+8 requests that arrived before it: the share over 1,000 characters is how often a server's prefix cache
+would find a long start of the prompt warm (section "Prefix adjacency").
+
+``--mode memory``. The same command against the server with no latency, on a synthetic tree with
+enough leaves that none repeats, for 1,000 and 10,000 leaves of one task (``--tasks domain_qa``: a
+10,000-leaf run of all seven tasks is 700,000 requests, hours on this machine), 1 round; peak RSS is
+the child's ``ru_maxrss``. The near-duplicate index is the one thing that must grow with the run; its
+bytes per kept question are measured in this process with tracemalloc over the questions of the run.
+
+    .venv/bin/python bench/bench_run.py --write                 # speed and prefix adjacency
+    .venv/bin/python bench/bench_run.py --mode memory --write   # peak RSS
+    PYTHONPATH=/elsewhere/src .venv/bin/python bench/bench_run.py --label before   # another source tree
+
+The child processes run whatever ``condor`` is first on PYTHONPATH, so the same script measures an
+older checkout (``--label`` names it in the table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEED = "## Whole-run throughput (streaming between steps)"
+PREFIX = "## Prefix adjacency"
+MEMORY = "## Whole-run memory: 1,000 versus 10,000 leaves"
+#: A shared prompt start of this many characters counts as a prefix-cache hit in the adjacency table.
+PREFIX_CHARS = (200, 1000, 2000)
+
+
+def start_server(workdir: Path, latency: float, sigma: float) -> tuple[subprocess.Popen, str]:
+    port_file = workdir / "port"
+    port_file.unlink(missing_ok=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "fake_server.py"), "--port-file", str(port_file), "--latency",
+         str(latency), "--latency-sigma", str(sigma), "--responder", "condor_responder:respond"], env=env)
+    deadline = time.monotonic() + 30
+    while not port_file.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("the fake server did not start")
+        time.sleep(0.05)
+    return proc, f"http://127.0.0.1:{port_file.read_text()}"
+
+
+def server_stats(root: str) -> dict:
+    with urllib.request.urlopen(f"{root}/_fake/stats?prefix=1", timeout=60) as response:
+        return json.loads(response.read())
+
+
+def timed(cmd: list[str]) -> dict:
+    """Run ``cmd`` in a wrapper process so that RUSAGE_CHILDREN covers this one command."""
+    wrapper = (
+        "import resource, subprocess, sys, time, json;"
+        "t=time.monotonic();"
+        "r=subprocess.run(sys.argv[1:], capture_output=True, text=True);"
+        "u=resource.getrusage(resource.RUSAGE_CHILDREN);"
+        "print(json.dumps({'rc': r.returncode, 'maxrss_kb': u.ru_maxrss, 'seconds': time.monotonic()-t,"
+        " 'cpu': u.ru_utime+u.ru_stime, 'stderr': r.stderr[-3000:]}))"
+    )
+    done = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True, check=True)
+    stats = json.loads(done.stdout.strip().splitlines()[-1])
+    if stats["rc"] != 0:
+        raise SystemExit(f"{' '.join(cmd[:4])} failed:\n{stats['stderr']}")
+    return stats
+
+
+def condor(*args: str) -> list[str]:
+    return [sys.executable, "-m", "condor.cli.main", *args]
+
+
+def measure(workdir: Path, name: str, latency: float, sigma: float, command) -> dict:
+    """Start a fresh server, run ``command(base_url)``, return the command's and the server's numbers."""
+    server, root = start_server(workdir, latency, sigma)
+    try:
+        run = timed(command(f"{root}/v1"))
+        stats = server_stats(root)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait()
+    phase = (stats["last_answer_at"] or 0) - (stats["first_request_at"] or 0)
+    return {"name": name, **run, "requests": stats["requests"], "phase": phase,
+            "latency_mean": stats["latency_mean"] or latency, "shared_prefix": stats["shared_prefix"] or []}
+
+
+def config_file(workdir: Path, relevance: str) -> Path:
+    path = workdir / "bench.yaml"
+    path.write_text(f"pipeline:\n  relevance: {relevance}\n", encoding="utf-8")
+    return path
+
+
+def speed(args: argparse.Namespace, workdir: Path) -> list[dict]:
+    rows = []
+    common = ["--model", "fake-model", "--concurrency", str(args.concurrency), "--quiet"]
+    config = config_file(workdir, args.relevance)
+    for attempt in range(args.repeat):
+        out = workdir / f"run-{attempt}"
+        rows.append(measure(workdir, "condor run", args.latency, args.sigma, lambda url: condor(
+            "run", "-o", str(out), "-c", str(config), "--leaves", str(args.leaves), "--rounds", str(args.rounds),
+            *(["--tasks", args.tasks] if args.tasks else []), "--base-url", url, *common)))
+    if args.generate:
+        count = rows[-1]["requests"]
+        prompts = workdir / "prompts.jsonl"
+        with prompts.open("w", encoding="utf-8") as handle:
+            for i in range(count):
+                handle.write(json.dumps({"id": f"p{i}", "prompt": f"Answer question number {i} helpfully."}) + "\n")
+        for attempt in range(args.repeat):
+            out = workdir / f"generate-{attempt}"
+            rows.append(measure(workdir, "condor generate", args.latency, args.sigma, lambda url: condor(
+                "generate", str(prompts), "-o", str(out), "--base-url", url, *common)))
+    return rows
+
+
+def speed_table(rows: list[dict], args: argparse.Namespace) -> str:
+    lines = ["| code | command | requests | request phase s | whole command s | mean latency ms | ideal req/s | "
+             "req/s (phase) | % of ideal (phase) | % of ideal (whole command) | client CPU ms/req | peak RSS MiB |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        ideal = args.concurrency / row["latency_mean"]
+        rate = row["requests"] / row["phase"]
+        whole = row["requests"] / row["seconds"]
+        lines.append(f"| {args.label} | {row['name']} | {row['requests']:,} | {row['phase']:.2f} | {row['seconds']:.2f} | "
+                     f"{1000 * row['latency_mean']:.0f} | {ideal:,.0f} | {rate:,.0f} | {100 * rate / ideal:.1f}% | "
+                     f"{100 * whole / ideal:.1f}% | {1000 * row['cpu'] / row['requests']:.2f} | {row['maxrss_kb'] / 1024:.0f} |")
+    return "\n".join(lines)
+
+
+def prefix_table(rows: list[dict], args: argparse.Namespace) -> str:
+    head = " | ".join(f"shares >= {n:,} chars" for n in PREFIX_CHARS)
+    lines = [f"| code | command | requests | {head} |", "|---|---|---:|" + "---:|" * len(PREFIX_CHARS)]
+    for row in rows:
+        shared = row["shared_prefix"]
+        if not shared:
+            continue
+        shares = " | ".join(f"{100 * sum(1 for s in shared if s >= n) / len(shared):.1f}%" for n in PREFIX_CHARS)
+        lines.append(f"| {args.label} | {row['name']} | {len(shared):,} | {shares} |")
+    return "\n".join(lines)
+
+
+def synthetic_tree(path: Path, leaves: int) -> None:
+    """A tree with ``leaves`` distinct leaves (20 domains x 25 topics x n), so that no leaf repeats."""
+    per_topic = -(-leaves // 500)
+    lines = ["format: condor-tree v1", "name: bench", "language: en", "version: 1", "tree:"]
+    for d in range(20):
+        lines.append(f"  Domain {d} of everyday life:")
+        for t in range(25):
+            lines.append(f"    Topic {t} within domain {d}:")
+            lines.extend(f"      - Subject {d}.{t}.{leaf} in practice" for leaf in range(per_topic))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def memory(args: argparse.Namespace, workdir: Path) -> list[dict]:
+    tree = workdir / "tree.yaml"
+    synthetic_tree(tree, max(args.sizes))
+    config = config_file(workdir, args.relevance)
+    rows = []
+    for size in args.sizes:
+        out = workdir / f"mem-{size}"
+        row = measure(workdir, f"{size:,} leaves", 0.0, 0.0, lambda url: condor(
+            "run", "-o", str(out), "-c", str(config), "--tree", str(tree), "--leaves", str(size), "--rounds",
+            str(args.rounds), "--tasks", args.tasks or "domain_qa", "--base-url", url, "--model", "fake-model",
+            "--concurrency", str(args.concurrency), "--quiet"))
+        row["index"] = dedup_index_bytes(out)
+        rows.append(row)
+    return rows
+
+
+def dedup_index_bytes(run: Path) -> dict:
+    """Bytes the near-duplicate index holds after taking the run's questions, measured with tracemalloc."""
+    import tracemalloc
+
+    from condor.filters.dedup import Deduplicator
+    from condor.run.records import read_run
+
+    questions = [(r["id"], r["question"]) for r in read_run(run).records("questions")]
+    questions.sort()
+    tracemalloc.start()
+    detector = Deduplicator(threshold=0.8)
+    before = tracemalloc.get_traced_memory()[0]
+    kept = sum(1 for key, text in questions if detector.check(key, text) is None)
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return {"questions": len(questions), "kept": kept, "bytes": used}
+
+
+def memory_table(rows: list[dict], args: argparse.Namespace) -> str:
+    lines = ["| code | run | requests | seconds | peak RSS MiB | questions kept by dedup | dedup index MiB | "
+             "bytes per kept question | peak RSS less the index MiB |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        index = row["index"]
+        rss = row["maxrss_kb"] / 1024
+        lines.append(f"| {args.label} | {row['name']} | {row['requests']:,} | {row['seconds']:.1f} | {rss:.1f} | "
+                     f"{index['kept']:,} | {index['bytes'] / 2**20:.1f} | {index['bytes'] / max(1, index['kept']):,.0f} | "
+                     f"{rss - index['bytes'] / 2**20:.1f} |")
+    if len(rows) >= 2:
+        small, large = rows[0], rows[-1]
+        ratio = (large["maxrss_kb"] / 1024 - large["index"]["bytes"] / 2**20) / (small["maxrss_kb"] / 1024 - small["index"]["bytes"] / 2**20)
+        lines.append("")
+        lines.append(f"Peak RSS less the index, {large['name']} over {small['name']}: {ratio:.2f}x.")
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    load = os.getloadavg()[0]
+    return (f"{os.cpu_count()} cores ({platform.machine()}), Python {platform.python_version()}, 1-minute load "
+            f"average {load:.1f} at the start (the machine is shared), measured {time.strftime('%Y-%m-%d')}")
+
+
+def update_section(path: Path, heading: str, body: str) -> None:
+    """Replace the section starting at ``heading`` (up to the next '## ') or append it."""
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
+    start = text.find(heading)
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + body
+    else:
+        end = text.find("\n## ", start + len(heading))
+        text = text[:start] + body + (text[end + 1:] if end >= 0 else "")
+    path.write_text(text, encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=("speed", "memory"), default="speed")
+    parser.add_argument("--leaves", type=int, default=100)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000], help="memory mode: leaves per run")
+    parser.add_argument("--tasks", default=None, help="comma-separated task types (default: all seven; memory: domain_qa)")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, default=128)
+    parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--sigma", type=float, default=0.75)
+    parser.add_argument("--relevance", default="lexical", help="pipeline.relevance for the run (auto loads MiniLM)")
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--no-generate", dest="generate", action="store_false")
+    parser.add_argument("--label", default="this branch")
+    parser.add_argument("--write", action="store_true", help="rewrite this mode's sections of docs/benchmarks.md")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        started = machine()
+        if args.mode == "speed":
+            rows = speed(args, workdir)
+            tables = {SPEED: speed_table(rows, args), PREFIX: prefix_table(rows, args)}
+        else:
+            rows = memory(args, workdir)
+            tables = {MEMORY: memory_table(rows, args)}
+    for heading, table in tables.items():
+        print(f"{heading}\n\n{table}\n")
+    if args.write:
+        docs = ROOT / "docs" / "benchmarks.md"
+        for heading, table in tables.items():
+            update_section(docs, heading, f"{heading}\n\n{describe(heading, args, started)}\n\n{table}\n")
+
+
+def describe(heading: str, args: argparse.Namespace, started: str) -> str:
+    if heading == SPEED:
+        return (f"`condor run` ({args.leaves} leaves, {args.tasks or 'all seven'} tasks, {args.rounds} round, "
+                f"relevance {args.relevance}) and `condor generate` over as many prompts, as child processes "
+                f"against the fake server in its own process: concurrency {args.concurrency}, lognormal latency "
+                f"with a {1000 * args.latency:.0f} ms mean and sigma {args.sigma}. Ideal = concurrency / the mean "
+                f"latency drawn. {started}. Rerun:\n\n    .venv/bin/python bench/bench_run.py --write")
+    if heading == PREFIX:
+        return ("For each request reaching the fake server in the run above, the longest prompt prefix it "
+                "shares with one of the 8 requests that arrived before it (messages joined as `role: content`): "
+                "the share of requests whose shared prefix reaches each length. Rerun with the speed mode.")
+    return (f"`condor run` ({args.tasks or 'domain_qa'}, {args.rounds} round, relevance {args.relevance}) on a "
+            f"synthetic tree with no repeated leaf, against the fake server with no latency, concurrency "
+            f"{args.concurrency}; peak RSS is the child's `ru_maxrss`. The dedup index is measured with tracemalloc "
+            f"over the run's questions in id order. {started}. Rerun:\n\n"
+            "    .venv/bin/python bench/bench_run.py --mode memory --write")
+
+
+if __name__ == "__main__":
+    main()
