@@ -204,3 +204,20 @@ def test_a_run_stopped_mid_chain_resumes_from_its_units(tmp_path, fake_server):
     assert (out / "sft.jsonl").read_text() == (tmp_path / "reference" / "sft.jsonl").read_text()
     # The 40 answered requests were not sent again (give or take those in flight when it stopped).
     assert fake_server.request_count - before <= sent - 40 + 4
+
+
+def test_the_pending_ids_of_a_flow_node_know_their_minimum_and_do_not_pile_up():
+    from condor.run.flow import Pending
+
+    pending = Pending()
+    for key in ["m", "c", "x", "c"]:
+        pending.add(key)
+    assert pending.low() == "c" and pending.size == 4
+    assert pending.discard("c") and pending.low() == "c"
+    assert pending.discard("c") and pending.low() == "m"
+    assert not pending.discard("c")
+    for i in range(10_000):  # a long run that never asks for the minimum
+        pending.add(f"k{i:05d}")
+        pending.discard(f"k{i:05d}")
+    assert len(pending._heap) <= 2 * pending.size + 64
+    assert pending.low() == "m" and pending.size == 2

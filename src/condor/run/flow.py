@@ -64,7 +64,11 @@ def lower(a: str | None, b: str | None) -> str | None:
 
 
 class Pending:
-    """The ids a node holds (inbox, in flight, held): a multiset that knows its smallest member."""
+    """The ids a node holds (inbox, in flight, held): a multiset that knows its smallest member.
+
+    Ids that left stay in the heap until they reach its top (lazy deletion); the heap is rebuilt
+    from the ids still held whenever the departed outnumber them, so it never grows with the run.
+    """
 
     def __init__(self) -> None:
         self._heap: list[str] = []
@@ -84,6 +88,9 @@ class Pending:
         self.size -= 1
         if not self._count[key]:
             del self._count[key]
+            if len(self._heap) > 2 * len(self._count) + 64:
+                self._heap = list(self._count)
+                heapq.heapify(self._heap)
         return True
 
     def low(self) -> str | None:

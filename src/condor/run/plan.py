@@ -11,9 +11,11 @@ two plans.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from pathlib import Path
 from collections import Counter
+from typing import Iterator
 
 from condor.config import ConfigError, PipelineConfig
 from condor.run.records import PLAN_FILE
@@ -24,7 +26,7 @@ from condor.tree.io import SHIPPED_TREES, resolve_tree
 from condor.tree.model import KnowledgeTree, node_id
 from condor.tree.sample import sample_leaves
 
-__all__ = ["PLAN_FILE", "append_draw", "build_plan", "load_or_create_plan", "plan_fingerprint", "trees_for"]
+__all__ = ["PLAN_FILE", "append_draw", "build_plan", "plan_items", "load_or_create_plan", "plan_fingerprint", "trees_for"]
 
 
 def languages(lang: str) -> list[str]:
@@ -63,7 +65,19 @@ def build_plan(
     down by ``used`` (how often each already appears, and has kept rows), and ``seen`` keeps ids unique
     across draws.
     """
-    items: list[Record] = []
+    return list(plan_items(pipeline, tasks, leaves, draw=draw, seen=seen, used=used))
+
+
+def plan_items(
+    pipeline: PipelineConfig,
+    tasks: dict[str, TaskType],
+    leaves: int,
+    *,
+    draw: int = 0,
+    seen: dict[str, int] | None = None,
+    used: Counter | None = None,
+) -> Iterator[Record]:
+    """The work items of :func:`build_plan` one at a time, so a large plan is written without a list."""
     seen = {} if seen is None else seen
     for lang, tree in trees_for(pipeline).items():
         seed = pipeline.seed if draw == 0 else hash_seed(pipeline.seed, draw)
@@ -74,7 +88,7 @@ def build_plan(
                 seen[base] = seen.get(base, 0) + 1
                 # Sampling past the number of leaves repeats leaves; the draw number keeps ids unique.
                 item_id = base if seen[base] == 1 else f"{base}~{seen[base]}"
-                items.append(
+                yield (
                     {
                         "id": item_id,
                         "tag_path": list(path),
@@ -86,7 +100,6 @@ def build_plan(
                         **({"draw": draw} if draw else {}),
                     }
                 )
-    return items
 
 
 def hash_seed(seed: int, draw: int) -> int:
@@ -116,11 +129,13 @@ def load_or_create_plan(
     path = run.root / PLAN_FILE
     run.bind_inputs("plan", plan_fingerprint(pipeline, list(tasks), "growing" if growing else leaves))
     if path.exists():
-        return sum(1 for _ in path.open(encoding="utf-8"))
-    items = build_plan(pipeline, tasks, leaves)
-    if not items:
+        with path.open(encoding="utf-8") as handle:
+            return sum(1 for _ in handle)
+    items = plan_items(pipeline, tasks, leaves)
+    first = next(items, None)
+    if first is None:
         raise ConfigError("the plan is empty: no leaves or no tasks selected")
-    return atomic_write_lines(path, (dumps(item) for item in items))
+    return atomic_write_lines(path, (dumps(item) for item in itertools.chain([first], items)))
 
 
 def append_draw(

@@ -20,7 +20,6 @@ name and renamed, so a reader never sees half of one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -30,6 +29,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+# Whole-file writes and the unit encoding live in run/files.py; imported here too, where callers find them.
+from condor.run.files import RunStoreError, atomic_write_lines, atomic_write_text, dumps, record_hash, refuse_symlink
+
 if TYPE_CHECKING:
     from condor.run.lock import RunLock
 
@@ -38,65 +40,6 @@ RUN_FORMAT = "condor-run v1"
 DONE, FAILED, TRANSIENT = 0, 1, 2
 LOCK_FILE = ".lock"
 _WRITER = re.compile(r"[A-Za-z0-9._-]{1,64}")
-
-
-class RunStoreError(RuntimeError):
-    """The run directory is unusable or was made by an incompatible run; the message says how to proceed."""
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a whole file or nothing: temp file in the same directory, fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_lines(path: Path, lines: Iterator[str]) -> int:
-    """Stream lines into a temp file and rename it into place; returns the number of lines."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for line in lines:
-                handle.write(line)
-                handle.write("\n")
-                count += 1
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return count
-
-
-def dumps(obj: Any) -> str:
-    """Compact JSON that can always be written as UTF-8.
-
-    Text with lone surrogates (a model that split an emoji, a hand-made input with a bad escape) cannot
-    be encoded as UTF-8; such objects are written with ASCII escapes instead, which JSON readers accept.
-    """
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return json.dumps(obj, ensure_ascii=True, separators=(",", ":"))
-    return text
-
-
-def record_hash(record: Any) -> str:
-    """A fingerprint of a record's content, stored with its unit to notice inputs that changed."""
-    blob = json.dumps(record, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
-    return hashlib.sha1(blob.encode("ascii")).hexdigest()
 
 
 class StageStore:
@@ -397,12 +340,6 @@ class StageStore:
         if not self.directory.is_dir():
             return set()
         return {path.name[len("done-"):-len(".json")] for path in self.directory.glob("done-*.json")}
-
-
-def refuse_symlink(path: Path) -> None:
-    # Writing through a link would put run data wherever the link points, outside the run directory.
-    if path.is_symlink():
-        raise RunStoreError(f"{path} is a symbolic link; Condor writes only real files inside the run directory")
 
 
 class RunDirectory:
