@@ -11,8 +11,8 @@ run reached the 71% of ideal the issue reports, against 91% for ``condor generat
 server actually drew. The request phase runs from the first request to reach the server to the last
 answer to leave it; the whole command adds start-up (imports, the server check, the plan) and the
 exports. The server also notes, for each request, the longest prompt prefix it shares with one of the
-8 requests that arrived before it: the share over 1,000 characters is how often a server's prefix cache
-would find a long start of the prompt warm (section "Prefix adjacency").
+8 requests that arrived before it: how many prompt bytes a server's prefix cache could skip, on
+average, if it kept only those 8 (section "Prefix adjacency").
 
 ``--mode memory``. The same command against the server with no latency, on a synthetic tree with
 enough leaves that none repeats, for 1,000 and 10,000 leaves of one task (``--tasks domain_qa``: a
@@ -46,8 +46,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SPEED = "## Whole-run throughput (streaming between steps)"
 PREFIX = "## Prefix adjacency"
 MEMORY = "## Whole-run memory: 1,000 versus 10,000 leaves"
-#: A shared prompt start of this many characters counts as a prefix-cache hit in the adjacency table.
-PREFIX_CHARS = (200, 1000, 2000)
+#: Shared prompt starts of at least these many bytes (UTF-8), counted in the adjacency table: 200 is about
+#: a step's system prompt, 600 goes into the critique and refinement templates.
+PREFIX_BYTES = (200, 600)
 
 
 def start_server(workdir: Path, latency: float, sigma: float) -> tuple[subprocess.Popen, str]:
@@ -102,7 +103,8 @@ def measure(workdir: Path, name: str, latency: float, sigma: float, command) -> 
         server.wait()
     phase = (stats["last_answer_at"] or 0) - (stats["first_request_at"] or 0)
     return {"name": name, **run, "requests": stats["requests"], "phase": phase,
-            "latency_mean": stats["latency_mean"] or latency, "shared_prefix": stats["shared_prefix"] or []}
+            "latency_mean": stats["latency_mean"] or latency, "shared_prefix": stats["shared_prefix"] or [],
+            "prompt_bytes": stats["prompt_bytes"] or []}
 
 
 def config_file(workdir: Path, relevance: str) -> Path:
@@ -148,14 +150,17 @@ def speed_table(rows: list[dict], args: argparse.Namespace) -> str:
 
 
 def prefix_table(rows: list[dict], args: argparse.Namespace) -> str:
-    head = " | ".join(f"shares >= {n:,} chars" for n in PREFIX_CHARS)
-    lines = [f"| code | command | requests | {head} |", "|---|---|---:|" + "---:|" * len(PREFIX_CHARS)]
+    head = " | ".join(f"shares >= {n:,} bytes" for n in PREFIX_BYTES)
+    lines = [f"| code | command | requests | mean bytes shared | mean share of the prompt | {head} |",
+             "|---|---|---:|---:|---:|" + "---:|" * len(PREFIX_BYTES)]
     for row in rows:
-        shared = row["shared_prefix"]
+        shared, sizes = row["shared_prefix"], row["prompt_bytes"]
         if not shared:
             continue
-        shares = " | ".join(f"{100 * sum(1 for s in shared if s >= n) / len(shared):.1f}%" for n in PREFIX_CHARS)
-        lines.append(f"| {args.label} | {row['name']} | {len(shared):,} | {shares} |")
+        shares = " | ".join(f"{100 * sum(1 for s in shared if s >= n) / len(shared):.1f}%" for n in PREFIX_BYTES)
+        fraction = sum(s / max(1, size) for s, size in zip(shared, sizes)) / len(shared)
+        lines.append(f"| {args.label} | {row['name']} | {len(shared):,} | {sum(shared) / len(shared):,.0f} | "
+                     f"{100 * fraction:.1f}% | {shares} |")
     return "\n".join(lines)
 
 
@@ -282,9 +287,11 @@ def describe(heading: str, args: argparse.Namespace, started: str) -> str:
                 f"with a {1000 * args.latency:.0f} ms mean and sigma {args.sigma}. Ideal = concurrency / the mean "
                 f"latency drawn. {started}. Rerun:\n\n    .venv/bin/python bench/bench_run.py --write")
     if heading == PREFIX:
-        return ("For each request reaching the fake server in the run above, the longest prompt prefix it "
-                "shares with one of the 8 requests that arrived before it (messages joined as `role: content`): "
-                "the share of requests whose shared prefix reaches each length. Rerun with the speed mode.")
+        return ("For each request reaching the fake server in the runs above, the longest prompt prefix it "
+                "shares with one of the 8 requests that arrived before it (messages joined as `role: content`, "
+                "UTF-8 bytes): on average, and as a share of the prompt, the start a prefix cache that kept only "
+                "those 8 prompts could skip; and the share of requests sharing at least 200 bytes (about a step's "
+                "system prompt) or 600 (into the critique and refinement templates). Rerun with the speed mode.")
     return (f"`condor run` ({args.tasks or 'domain_qa'}, {args.rounds} round, relevance {args.relevance}) on a "
             f"synthetic tree with no repeated leaf, against the fake server with no latency, concurrency "
             f"{args.concurrency}; peak RSS is the child's `ru_maxrss`. The dedup index is measured with tracemalloc "

@@ -141,12 +141,14 @@ def default_responder(body: dict) -> str:
     return f"Echo: {user}"
 
 
-def common_prefix(a: str, b: str) -> int:
-    """Length of the longest common prefix of two strings (binary search over C-level slice compares)."""
+def common_prefix(a: bytes, b: bytes) -> int:
+    """Length of the longest common prefix of two byte strings (binary search over memoryview compares,
+    which copy nothing)."""
+    x, y = memoryview(a), memoryview(b)
     low, high = 0, min(len(a), len(b))
     while low < high:
         mid = (low + high + 1) // 2
-        if a[:mid] == b[:mid]:
+        if x[:mid] == y[:mid]:
             low = mid
         else:
             high = mid - 1
@@ -335,12 +337,13 @@ class FakeChatServer:
         self.latency_drawn = 0.0
         self.latency_count = 0
         self.first_request_at: float | None = None
-        #: For each request, in arrival order, the longest prompt prefix (characters) it shares with one of
+        #: For each request, in arrival order, the longest prompt prefix (UTF-8 bytes) it shares with one of
         #: the ``prefix_window`` requests that arrived just before it: how often a server's prefix cache
         #: would find the start of a prompt still warm.
         self.prefix_window = prefix_window
         self.shared_prefix: list[int] = []
-        self._recent_prompts: collections.deque[str] = collections.deque(maxlen=prefix_window)
+        self.prompt_bytes: list[int] = []
+        self._recent_prompts: collections.deque[bytes] = collections.deque(maxlen=prefix_window)
         self.last_answer_at: float | None = None
         self.responder: Responder = responder or default_responder
         self.fail_rate = fail_rate
@@ -388,6 +391,7 @@ class FakeChatServer:
         self.request_log.clear()
         self.faults_served.clear()
         self.shared_prefix.clear()
+        self.prompt_bytes.clear()
         self._recent_prompts.clear()
         self.max_in_flight = self.in_flight
 
@@ -537,8 +541,9 @@ class FakeChatServer:
         return None, understood
 
     def _note_prefix(self, messages: list) -> None:
-        prompt = "\n".join(f"{m.get('role')}: {m.get('content')}" for m in messages if isinstance(m, dict))
+        prompt = "\n".join(f"{m.get('role')}: {m.get('content')}" for m in messages if isinstance(m, dict)).encode()
         self.shared_prefix.append(max((common_prefix(prompt, other) for other in self._recent_prompts), default=0))
+        self.prompt_bytes.append(len(prompt))
         self._recent_prompts.append(prompt)
 
     def _draw_latency(self) -> float:
@@ -635,6 +640,7 @@ class FakeChatServer:
                 "first_request_at": self.first_request_at,
                 "last_answer_at": self.last_answer_at,
                 "shared_prefix": self.shared_prefix if request.query.get("prefix") else None,
+                "prompt_bytes": self.prompt_bytes if request.query.get("prefix") else None,
             }
         )
 
