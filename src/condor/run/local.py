@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 
 from condor.llm.base import BackendUnavailable, ChatRequest, Completion, LLMBackend, Usage
@@ -94,8 +93,8 @@ class StageRunner:
 
     async def _attempt(self, requests: Sequence[ChatRequest], usage: Usage) -> list[Completion]:
         send = self.batcher.generate if self.batcher is not None else self.backend.generate
-        if self.priority:
-            requests = [replace(request, priority=self.priority) for request in requests]
+        for request in requests:  # fresh objects from the stage: marking them costs less than copying
+            request.priority = self.priority
         completions = await send(requests)
         for completion in completions:
             usage.add(completion)
