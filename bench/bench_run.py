@@ -47,8 +47,8 @@ SPEED = "## Whole-run throughput (streaming between steps)"
 PREFIX = "## Prefix adjacency"
 MEMORY = "## Whole-run memory: 1,000 versus 10,000 leaves"
 #: Shared prompt starts of at least these many bytes (UTF-8), counted in the adjacency table: 200 is about
-#: a step's system prompt, 600 goes into the critique and refinement templates.
-PREFIX_BYTES = (200, 600)
+#: a step's system prompt, 600 goes into the critique and refinement templates, 1,000 into a long one.
+PREFIX_BYTES = (200, 600, 1000)
 
 
 def start_server(workdir: Path, latency: float, sigma: float) -> tuple[subprocess.Popen, str]:
@@ -132,7 +132,28 @@ def speed(args: argparse.Namespace, workdir: Path) -> list[dict]:
             out = workdir / f"generate-{attempt}"
             rows.append(measure(workdir, "condor generate", args.latency, args.sigma, lambda url: condor(
                 "generate", str(prompts), "-o", str(out), "--base-url", url, *common)))
+    if args.templated:
+        prompts = templated_prompts(workdir / "templated.jsonl", rows[0]["requests"])
+        out = workdir / "templated"
+        rows.append(measure(workdir, "condor generate, 20 templates", args.latency, args.sigma, lambda url: condor(
+            "generate", str(prompts), "-o", str(out), "--base-url", url, *common)))
     return rows
+
+
+def templated_prompts(path: Path, count: int) -> Path:
+    """``count`` prompts made from 20 long templates (about 1.5 KB each) and shuffled: batch generation
+    from a few instructions, where prompts of one template share all but their last line."""
+    import random
+
+    rng = random.Random(7)
+    words = "apple river quiet lantern copper meadow violin orbit granite harbor pepper canyon ticket".split()
+    templates = [f"Instructions, set {t}: " + " ".join(rng.choice(words) for _ in range(220)) for t in range(20)]
+    prompts = [f"{templates[i % 20]}\nItem {i}: write one line about it." for i in range(count)]
+    rng.shuffle(prompts)
+    with path.open("w", encoding="utf-8") as handle:
+        for i, prompt in enumerate(prompts):
+            handle.write(json.dumps({"id": f"t{i}", "prompt": prompt}) + "\n")
+    return path
 
 
 def speed_table(rows: list[dict], args: argparse.Namespace) -> str:
@@ -259,6 +280,8 @@ def main() -> None:
     parser.add_argument("--relevance", default="lexical", help="pipeline.relevance for the run (auto loads MiniLM)")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--no-generate", dest="generate", action="store_false")
+    parser.add_argument("--no-templated", dest="templated", action="store_false",
+                        help="leave out generate over shuffled prompts of 20 long templates (prefix adjacency)")
     parser.add_argument("--label", default="this branch")
     parser.add_argument("--write", action="store_true", help="rewrite this mode's sections of docs/benchmarks.md")
     args = parser.parse_args()
@@ -291,7 +314,9 @@ def describe(heading: str, args: argparse.Namespace, started: str) -> str:
                 "shares with one of the 8 requests that arrived before it (messages joined as `role: content`, "
                 "UTF-8 bytes): on average, and as a share of the prompt, the start a prefix cache that kept only "
                 "those 8 prompts could skip; and the share of requests sharing at least 200 bytes (about a step's "
-                "system prompt) or 600 (into the critique and refinement templates). Rerun with the speed mode.")
+                "system prompt), 600 (into the critique and refinement templates) or 1,000. The last row is "
+                "`condor generate` over as many prompts made from 20 long templates (about 1.5 KB each) and "
+                "shuffled. Rerun with the speed mode.")
     return (f"`condor run` ({args.tasks or 'domain_qa'}, {args.rounds} round, relevance {args.relevance}) on a "
             f"synthetic tree with no repeated leaf, against the fake server with no latency, concurrency "
             f"{args.concurrency}; peak RSS is the child's `ru_maxrss`. The dedup index is measured with tracemalloc "
