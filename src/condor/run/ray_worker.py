@@ -189,6 +189,6 @@ def _node_id() -> str | None:
     try:
         import ray
 
-        return ray.get_runtime_context().get_node_id()
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
     except Exception:  # outside Ray (tests call the worker directly)
         return None
