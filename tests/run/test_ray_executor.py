@@ -229,3 +229,11 @@ def test_the_command_starts_its_own_ray_when_given_no_address(tmp_path, ray_addr
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["config"]["executor"] == "ray" and manifest["stages"]["answer"]["records"] > 0
     assert (out / "void.jsonl").read_text().count("\n") == manifest["stages"]["answer"]["records"]
+
+
+def test_the_local_ray_has_no_gpu_and_the_vllm_path_says_so(ray_address):
+    from condor.errors import ConfigError
+    from condor.run.ray_llm import require_gpus
+
+    with pytest.raises(ConfigError, match="this Ray cluster has none"):
+        require_gpus(ray.cluster_resources())

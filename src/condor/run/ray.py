@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 #: Staged input blocks live in hidden folders of the step's directory, apart from its shards.
 STAGING_PREFIX = ".ray-"
 INSTALL_HINT = "the Ray executor needs Ray: pip install 'condor-data[ray]'"
+#: The backend kind whose engines Ray Data's LLM processors run (see condor.run.ray_llm).
+ENGINE_KIND = "vllm"
 
 
 def import_ray() -> Any:
@@ -122,6 +124,7 @@ class RayExecutor(Executor):
             executor._ray = import_ray()
             await executor._check_backends()
             executor._start_ray()
+            executor._open_processors()
         except BaseException:
             await executor.aclose()
             raise
@@ -133,6 +136,8 @@ class RayExecutor(Executor):
         by_config: dict[str, LLMBackend] = {}
         for role in ROLES:
             settings = self.cfg.backend_for(role)
+            if settings.backend == ENGINE_KIND:
+                continue  # built once Ray runs: it needs the cluster's GPUs
             key = settings.model_dump_json()
             if key not in by_config:
                 backend = build_backend(settings, cache=self.cache)
@@ -160,6 +165,21 @@ class RayExecutor(Executor):
         context.print_on_execution_start = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)
 
+    def _open_processors(self) -> None:
+        from condor.llm.cache import CachedBackend
+        from condor.run.ray_llm import ProcessorBackend
+
+        by_config: dict[str, LLMBackend] = {}
+        for role in ROLES:
+            settings = self.cfg.backend_for(role)
+            if settings.backend != ENGINE_KIND:
+                continue
+            key = settings.model_dump_json()
+            if key not in by_config:
+                backend: LLMBackend = ProcessorBackend(settings, self._ray.cluster_resources())
+                by_config[key] = CachedBackend(backend, self.cache) if self.cache is not None else backend
+            self.backends[role] = by_config[key]
+
     def model_of(self, role: str) -> str:
         return self.backends[role].identity
 
@@ -183,6 +203,8 @@ class RayExecutor(Executor):
         started = time.monotonic()
         role = step.stage.role
         settings = self.cfg.backend_for(role)
+        if settings.backend == ENGINE_KIND:
+            return await self._run_on_processor(step, inputs, store, total)
         workers, window, per_cpu, sized = self._shape(settings)
         block_size = self.cfg.ray.block_size or 8 * window
         outcome = StageOutcome(step.stage.name)
@@ -215,6 +237,24 @@ class RayExecutor(Executor):
         finally:
             staged.remove()
         outcome.seconds = time.monotonic() - started
+        outcome.models[role] = self.backends[role].describe()
+        return outcome
+
+    async def _run_on_processor(self, step: ModelStep, inputs: Iterable[dict[str, Any]], store: StageStore,
+                                total: int | None) -> StageOutcome:
+        """A vllm role: the step runs here, and its requests go through Ray Data's LLM processor in passes."""
+        from condor.run.local import StageRunner
+        from condor.run.ray_llm import PASS_SIZE
+        from condor.run.recovery import OutputChecks
+
+        assert step.stage is not None
+        role = step.stage.role
+        runner = StageRunner(
+            step.stage, self.backends[role], store, structured=self.cfg.backend_for(role).structured,
+            window=PASS_SIZE, board=self.board, retry_failed=self.retry_failed, collect_hashes=True,
+            checks=OutputChecks(step.checks, step.resamples, reject_input=step.carries),
+        )
+        outcome = await runner.run(inputs, total=total)
         outcome.models[role] = self.backends[role].describe()
         return outcome
 
