@@ -88,7 +88,8 @@ class RaySettings(_Strict):
     )
     block_size: int | None = Field(
         None, ge=1, le=1_000_000,
-        description="Inputs per Ray block; each block writes its own shard (default: 8 windows of one worker).",
+        description="Inputs per Ray block; each block writes its own shard "
+        "(default: one to eight windows of a worker, at least four blocks per worker).",
     )
     num_cpus: int | None = Field(
         None, ge=1, le=4096, description="CPUs of the local Ray the command starts (default: all of them)."

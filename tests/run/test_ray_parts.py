@@ -75,11 +75,11 @@ def items(n: int) -> list[dict]:
 def test_a_block_run_again_skips_the_units_already_in_its_shard(tmp_path, fake_server):
     worker = BlockWorker(job(tmp_path, fake_server))
     try:
-        first = worker.loop.run_until_complete(worker.block(items(6)[:4]))
+        first = worker.wait(worker.block(items(6)[:4]))
         assert first["records"] == [1, 1, 1, 1] and not any(first["resumed"])
         assert fake_server.request_count == 4
         # Ray runs the same block again (its first worker died after four units): only the rest is sent.
-        again = worker.loop.run_until_complete(worker.block(items(6)))
+        again = worker.wait(worker.block(items(6)))
         assert sorted(again["input_id"]) == [f"r{i:03d}" for i in range(6)]
         assert sum(again["resumed"]) == 4 and fake_server.request_count == 6
         assert sum(again["prompt_tokens"]) > 0  # resumed units still count the tokens they took
@@ -96,7 +96,7 @@ def test_a_server_that_stops_answering_stops_the_block(tmp_path, fake_server):
     fake_server.fail_rate, fake_server.fail_kinds = 1.0, ("500",)
     try:
         with pytest.raises(BackendUnavailable, match="seems down"):
-            worker.loop.run_until_complete(worker.block(items(10)))
+            worker.wait(worker.block(items(10)))
     finally:
         fake_server.fail_rate = 0.0
         del worker

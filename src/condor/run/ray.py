@@ -206,7 +206,8 @@ class RayExecutor(Executor):
         if settings.backend == ENGINE_KIND:
             return await self._run_on_processor(step, inputs, store, total)
         workers, window, per_cpu, sized = self._shape(settings)
-        block_size = self.cfg.ray.block_size or 8 * window
+        # Blocks of a few windows, at least four per worker so that none waits on another's last block.
+        block_size = self.cfg.ray.block_size or min(8 * window, max(window, math.ceil((total or 0) / (4 * workers))))
         outcome = StageOutcome(step.stage.name)
         progress = StageProgress(step.stage.name, total)
         done = store.done_map(include_failed=not self.retry_failed, include_transient=False)
@@ -264,7 +265,11 @@ class RayExecutor(Executor):
         dataset = ray.data.read_text([str(path) for path in files], override_num_blocks=len(files), num_cpus=0.25)
         results = dataset.map_batches(
             BlockWorker, fn_constructor_kwargs={"job": job}, batch_size=block_size, batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=max(1, min(workers, len(files)))), num_cpus=per_cpu,
+            # Two blocks at once per worker: the next one fills the window while the last one's slowest
+            # requests finish.
+            compute=ray.data.ActorPoolStrategy(size=max(1, min(workers, len(files))), max_concurrent_calls_per_actor=2,
+                                               enable_true_multi_threading=True),
+            num_cpus=per_cpu,
         )
 
         def consume() -> None:

@@ -4,8 +4,8 @@
 Ray builds one per worker process; it builds the role's backend there from the (picklable, already
 validated) settings with :mod:`condor.llm.registry`, so API keys are read from the worker's own
 environment and never travel in a payload. Each batch (a block of staged input lines) is processed with
-the same :func:`~condor.run.unit.make_unit` as the local executor, up to ``window`` records at once,
-and every finished unit is appended at once to the block's shard ``units-<writer>.jsonl``: a worker
+the same :func:`~condor.run.unit.make_unit` as the local executor, up to ``window`` records at once
+(shared by the blocks a worker holds at the same time), and every finished unit is appended at once to the block's shard ``units-<writer>.jsonl``: a worker
 killed mid-block loses only the requests it had in flight. When Ray runs the block again, units already
 in its shard are not redone.
 
@@ -22,15 +22,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Coroutine, Iterable, TypeVar
 
 from condor.llm.base import BackendUnavailable, LLMBackend, Usage
 from condor.run.recovery import OutputChecks
 from condor.run.steps import ModelStep
 from condor.run.store import StageStore
 from condor.run.unit import make_unit
+
+T = TypeVar("T")
 
 #: Columns of the rows a block returns to the driver, one row per input.
 RESULT_COLUMNS = ("input_id", "records", "rejections", "failed", "resumed", "requests", "cached", "retries",
@@ -70,8 +73,16 @@ class BlockWorker:
 
     def __init__(self, job: BlockJob) -> None:
         self.job = job
+        # The worker's own event loop, in a thread of its own: Ray may hand this worker a second block
+        # while the first is in its tail, and both then share the loop, the backend and the window.
         self.loop = asyncio.new_event_loop()
-        self.backend = self.loop.run_until_complete(self._open())
+        threading.Thread(target=self.loop.run_forever, name="condor-block-worker", daemon=True).start()
+        self.slots = asyncio.Semaphore(job.window)
+        self.backend = self.wait(self._open())
+
+    def wait(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` on the worker's loop and wait for it (from any thread)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
     async def _open(self) -> LLMBackend:
         from condor.llm.registry import build_backend
@@ -95,14 +106,14 @@ class BlockWorker:
     def __del__(self) -> None:
         # Ray ends a worker's life by dropping it: flush the cache and close connections then.
         try:
-            self.loop.run_until_complete(self.backend.aclose())
-            self.loop.close()
+            self.wait(self.backend.aclose())
+            self.loop.call_soon_threadsafe(self.loop.stop)
         except Exception:
             pass
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         items = [json.loads(line) for line in batch["text"]]
-        return self.loop.run_until_complete(self.block(items))
+        return self.wait(self.block(items))
 
     async def block(self, items: list[dict[str, Any]]) -> dict[str, list]:
         """Process ``items`` (``{"id", "hash", "record"}``) into the block's shard; one result row each."""
@@ -132,11 +143,10 @@ class BlockWorker:
         assert step.stage is not None
         checks = OutputChecks(step.checks, step.resamples, reject_input=step.carries)
         structured = getattr(job.settings, "structured", "auto")
-        slots = asyncio.Semaphore(job.window)
         streak = 0
 
         async def one(item: dict[str, Any]) -> tuple[dict[str, Any], Usage]:
-            async with slots:
+            async with self.slots:
                 return await make_unit(step.stage, self.backend, item["record"], item["hash"],  # type: ignore[arg-type]
                                        structured=structured, checks=checks)
 
