@@ -38,14 +38,20 @@ EXPORTS = ("void.jsonl", "sft.jsonl", "preference.jsonl", "rejected.jsonl")
 WORKER_TITLE = "BlockWorker"
 
 
+KEY_VARIABLE, SECRET = "CONDOR_RAY_TEST_KEY", "sk-ray-test-4f1c9e"
+
+
 @pytest.fixture(scope="module")
 def ray_address():
+    # Set before Ray starts, as on a real cluster's nodes: workers read the key from their environment.
+    os.environ[KEY_VARIABLE] = SECRET
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024 * 1024,
              logging_level="WARNING")
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+        os.environ.pop(KEY_VARIABLE, None)
 
 
 @pytest.fixture(scope="module")
@@ -130,14 +136,27 @@ async def run_void_steps(cfg, out: Path, board: ProgressBoard) -> None:
         await executor.aclose()
 
 
-def test_progress_counts_every_input_and_the_requests_and_tokens(tmp_path, ray_address, server):
+def test_progress_counts_every_input_and_keys_stay_in_the_workers_environment(tmp_path, ray_address, server):
+    import cloudpickle
+
+    from condor.run.ray_worker import BlockJob
+
     board = RecordingBoard()
-    asyncio.run(run_void_steps(config(server, "ray"), tmp_path / "run", board))
+    server.last_headers = {}
+    cfg = config(server, "ray", **{"llm.api_key_env": KEY_VARIABLE, "pipeline.leaves": 2})
+    asyncio.run(run_void_steps(cfg, tmp_path / "run", board))
     assert [stage.name for stage in board.stages] == ["questions", "answer"]
     for stage in board.stages:
         assert stage.total and stage.done == stage.total and stage.resumed == 0
         assert stage.requests >= stage.total and stage.tokens > 0
         assert stage.rates()[0] > 0
+    # The workers sent the key, read from their own environment; it is in no payload and no file.
+    assert server.last_headers.get("Authorization") == f"Bearer {SECRET}"
+    job = BlockJob(step=build_steps(effective_settings(cfg), "void")[0], settings=cfg.llm, stage_dir="x",
+                   writer_prefix="p", window=1, outage_after=1)
+    assert SECRET.encode() not in cloudpickle.dumps(job)
+    for path in (tmp_path / "run").rglob("*"):
+        assert not path.is_file() or SECRET.encode() not in path.read_bytes(), path
 
 
 def worker_pids() -> list[int]:

@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
@@ -163,7 +164,8 @@ class RayExecutor(Executor):
         # The board shows progress; Ray's own bars and plan printouts would interleave with it.
         context.enable_progress_bars = False
         context.print_on_execution_start = False
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        # Ray Data's notes (execution plans, "progress bars disabled") are not the user's business.
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
 
     def _open_processors(self) -> None:
         from condor.llm.cache import CachedBackend
@@ -272,9 +274,13 @@ class RayExecutor(Executor):
             num_cpus=per_cpu,
         )
 
+        stop = threading.Event()
+
         def consume() -> None:
             # Runs in a thread: Ray's iterator blocks. Counters are plain ints, read by the board.
             for batch in results.iter_batches(batch_size=None, batch_format="numpy"):
+                if stop.is_set():
+                    return  # the command was interrupted: what the workers finished is in their shards
                 for i in range(len(batch["input_id"])):
                     progress.done += 1
                     records, rejections = int(batch["records"][i]), int(batch["rejections"][i])
@@ -308,6 +314,7 @@ class RayExecutor(Executor):
         except Exception as exc:
             raise _plain(exc) from None
         finally:
+            stop.set()
             tick.cancel()
 
     async def aclose(self) -> None:

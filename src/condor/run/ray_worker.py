@@ -5,9 +5,9 @@ Ray builds one per worker process; it builds the role's backend there from the (
 validated) settings with :mod:`condor.llm.registry`, so API keys are read from the worker's own
 environment and never travel in a payload. Each batch (a block of staged input lines) is processed with
 the same :func:`~condor.run.unit.make_unit` as the local executor, up to ``window`` records at once
-(shared by the blocks a worker holds at the same time), and every finished unit is appended at once to the block's shard ``units-<writer>.jsonl``: a worker
-killed mid-block loses only the requests it had in flight. When Ray runs the block again, units already
-in its shard are not redone.
+(shared by the blocks a worker holds at the same time), and every finished unit is appended at once to
+the block's shard ``units-<writer>.jsonl``: a worker killed mid-block loses only the requests it had in
+flight. When Ray runs the block again, units already in its shard are not redone.
 
 What goes back to the driver is one small row per input (counts and token usage) for progress and the
 manifest, never the records themselves.
