@@ -16,9 +16,12 @@ pytest.importorskip("ray.data.llm")
 
 
 def vllm_settings(**more):
-    values = {"backend": "vllm", "model": "/models/qwen2.5-7b-instruct", "tensor_parallel_size": 2,
-              "gpu_memory_utilization": 0.85, "max_model_len": 8192, "dtype": None, "enable_prefix_caching": True,
-              "max_tokens": 512, "temperature": 0.7, "top_p": None, "seed": 11, "structured": "auto", **more}
+    """The fields of the vllm backend kind's settings (llm/settings.py) that this module reads."""
+    values = {"backend": "vllm", "model": "/models/qwen2.5-7b-instruct", "tokenizer": None,
+              "tensor_parallel_size": 2, "gpu_memory_utilization": 0.85, "max_model_len": 8192, "dtype": "auto",
+              "quantization": None, "enable_prefix_caching": True, "max_batch": 128, "enforce_eager": False,
+              "trust_remote_code": False, "max_tokens": 512, "temperature": 0.7, "top_p": None, "seed": 11,
+              "structured": "auto", **more}
     return SimpleNamespace(**values)
 
 
@@ -36,11 +39,12 @@ def test_the_processor_config_carries_the_engine_settings_and_one_engine_per_tp_
     config = processor_config(vllm_settings(), {"CPU": 32.0, "GPU": 8.0})
     assert type(config).__name__ == "vLLMEngineProcessorConfig"
     assert config.model_source == "/models/qwen2.5-7b-instruct"
-    assert config.concurrency == 4 and config.should_continue_on_error
+    assert config.concurrency == 4 and config.batch_size == 128 and config.should_continue_on_error
     engine = config.engine_kwargs
     assert engine["tensor_parallel_size"] == 2 and engine["max_model_len"] == 8192
     assert engine["enable_prefix_caching"] is True and engine["gpu_memory_utilization"] == 0.85
-    assert "dtype" not in engine  # unset settings are left to vLLM
+    assert engine["dtype"] == "auto" and engine["enforce_eager"] is False
+    assert "quantization" not in engine and "tokenizer" not in engine  # unset settings are left to vLLM
     with pytest.raises(ConfigError, match="has none"):
         processor_config(vllm_settings(), {"CPU": 32.0})
     with pytest.raises(ConfigError, match="needs a model"):
@@ -77,3 +81,5 @@ def test_requests_become_rows_with_sampling_and_schema_and_replies_come_back_in_
     assert not third.ok and "no reply" in third.error
     assert backend.capabilities.native_batching and backend.capabilities.structured
     assert backend.describe()["engines"] == 1
+    assert backend.identity == "vllm:/models/qwen2.5-7b-instruct"
+    assert ProcessorBackend(vllm_settings(dtype="bfloat16"), {"GPU": 2.0}).identity.endswith(":dtype=bfloat16")

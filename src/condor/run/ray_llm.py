@@ -31,11 +31,11 @@ from condor.llm.base import (
 
 #: Rows of one pass; the window of the step on the driver is as wide, so a pass holds the whole step.
 PASS_SIZE = 100_000
-#: Rows handed to an engine at a time (Ray Data's batch of the LLM stage).
+#: Rows handed to an engine at a time (Ray Data's batch of the LLM stage), unless ``max_batch`` says.
 ENGINE_BATCH = 64
 #: Settings of the vllm kind that are vLLM engine arguments, passed on as they are when set.
-ENGINE_ARGS = ("tensor_parallel_size", "pipeline_parallel_size", "gpu_memory_utilization", "max_model_len",
-               "dtype", "enable_prefix_caching", "max_num_seqs", "quantization")
+ENGINE_ARGS = ("tokenizer", "tensor_parallel_size", "pipeline_parallel_size", "gpu_memory_utilization",
+               "max_model_len", "dtype", "quantization", "enable_prefix_caching", "enforce_eager", "trust_remote_code")
 
 
 def require_gpus(resources: dict[str, float], per_engine: int = 1) -> int:
@@ -74,7 +74,8 @@ def processor_config(settings: Any, resources: dict[str, float]) -> Any:
 
     try:
         return vLLMEngineProcessorConfig(
-            model_source=str(model), engine_kwargs=args, concurrency=engines, batch_size=ENGINE_BATCH,
+            model_source=str(model), engine_kwargs=args, concurrency=engines,
+            batch_size=int(getattr(settings, "max_batch", None) or ENGINE_BATCH),
             # A request vLLM refuses (a prompt longer than the context) becomes that request's
             # failure, not the end of the pass.
             should_continue_on_error=True,
@@ -82,6 +83,13 @@ def processor_config(settings: Any, resources: dict[str, float]) -> Any:
     except ValueError as exc:
         first = str(exc).strip().splitlines()[0]
         raise ConfigError(f"vllm settings do not make a Ray Data LLM processor: {first}") from None
+
+
+def vllm_identity(settings: Any) -> str:
+    """The model identity the in-process vllm backend gives the same settings, so both share cache entries."""
+    parts = [str(settings.model)] + [f"{name}={getattr(settings, name)}" for name in ("tokenizer", "dtype", "quantization")
+                                     if getattr(settings, name, None) not in (None, "auto")]
+    return "vllm:" + ":".join(parts)
 
 
 def request_row(index: int, request: ChatRequest) -> dict[str, Any]:
@@ -130,7 +138,7 @@ class ProcessorBackend(LLMBackend):
     def __init__(self, settings: Any, resources: dict[str, float]) -> None:
         self.settings = settings
         self.config = processor_config(settings, resources)
-        self.identity = f"vllm:{settings.model}"
+        self.identity = vllm_identity(settings)
         self.concurrency = PASS_SIZE
         self.capabilities = Capabilities(structured=True, native_batching=True, max_batch=PASS_SIZE,
                                          max_context=getattr(settings, "max_model_len", None))
