@@ -61,6 +61,22 @@ def test_bad_executor_flags_are_one_line_errors(tmp_path):
     assert "--executor" in help_text and "--ray-address" in help_text
 
 
+def test_a_cluster_address_where_nothing_listens_fails_at_once(tmp_path, fake_server):
+    pytest.importorskip("ray")
+    import socket
+    import time
+
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.monotonic()
+    result = CliRunner().invoke(app, ["void", "-o", str(tmp_path / "out"), "--base-url", fake_server.base_url,
+                                      "--model", "fake-model", "--ray-address", f"127.0.0.1:{port}", "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert f"no Ray cluster answers at 127.0.0.1:{port}" in result.output and "Traceback" not in result.output
+    assert time.monotonic() - started < 30
+
+
 def job(tmp_path, server, retries: int = 6, **more) -> BlockJob:
     settings = OpenAISettings(base_url=server.base_url, model="fake-model", concurrency=4, max_retries=retries)
     return BlockJob(step=ModelStep("echo", stage=EchoStage(), reads="plan"), settings=settings,

@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import shutil
+import socket
 import threading
 import time
 from pathlib import Path
@@ -155,6 +156,7 @@ class RayExecutor(Executor):
             if address is None:
                 ray.init(address="local", num_cpus=self.cfg.ray.num_cpus, **options)
             else:
+                _answers(address)
                 try:
                     ray.init(address=address, **options)
                 except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -328,6 +330,21 @@ class RayExecutor(Executor):
         if self._started_ray:
             self._ray.shutdown()
             self._started_ray = False
+
+
+def _answers(address: str, timeout: float = 5.0) -> None:
+    """Fail at once when nothing listens at a cluster address (Ray itself would retry for minutes)."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise BackendUnavailable(
+            f"no Ray cluster answers at {address} ({reason}); start one with `ray start --head` "
+            "or check --ray-address"
+        ) from None
 
 
 def _plain(exc: BaseException) -> BaseException:
