@@ -77,6 +77,19 @@ def test_a_cluster_address_where_nothing_listens_fails_at_once(tmp_path, fake_se
     assert time.monotonic() - started < 30
 
 
+def test_an_unreachable_server_fails_before_ray_starts(tmp_path, fake_server):
+    pytest.importorskip("ray")
+    import ray
+
+    url = fake_server.base_url
+    fake_server.stop()
+    result = CliRunner().invoke(app, ["void", "-o", str(tmp_path / "out"), "--base-url", url, "--model", "fake-model",
+                                      "--executor", "ray", "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert "error:" in result.output and "Traceback" not in result.output
+    assert not ray.is_initialized()
+
+
 def job(tmp_path, server, retries: int = 6, **more) -> BlockJob:
     settings = OpenAISettings(base_url=server.base_url, model="fake-model", concurrency=4, max_retries=retries)
     return BlockJob(step=ModelStep("echo", stage=EchoStage(), reads="plan"), settings=settings,

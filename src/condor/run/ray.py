@@ -141,12 +141,13 @@ class RayExecutor(Executor):
             if settings.backend == ENGINE_KIND:
                 continue  # built once Ray runs: it needs the cluster's GPUs
             key = settings.model_dump_json()
-            if key not in by_config:
-                backend = build_backend(settings, cache=self.cache)
-                by_config[key] = backend
+            known = key in by_config
+            if not known:
+                by_config[key] = build_backend(settings, cache=self.cache)
+            self.backends[role] = by_config[key]  # closed by aclose() even if its check fails
+            if not known:
                 # Model files are loaded by the workers, not here: only the server or file is checked.
-                await backend.check()
-            self.backends[role] = by_config[key]
+                await by_config[key].check()
 
     def _start_ray(self) -> None:
         ray = self._ray
