@@ -147,6 +147,10 @@ class StageStore:
         for path in self.shard_paths():
             yield from self._read_shard(path)
 
+    def own_units(self) -> Iterator[dict[str, Any]]:
+        """The units of this writer's shard alone, in file order (a writer resuming its own part)."""
+        return self._read_shard(self.units_path)
+
     def is_plain(self) -> bool:
         """Whether the step finished with exactly one unit per current input, all in the main shard.
 
