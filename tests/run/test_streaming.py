@@ -101,6 +101,9 @@ def test_the_same_records_as_step_by_step_whatever_the_arrival_order(tmp_path, m
                 out = tmp_path / mode
                 condor.run_pipeline(config(server, leaves=6, tasks=["view", "creation"]), out)
             results[mode] = (units(out), exports(out))
+            # Every step left one unit per current input: readers take them line by line, no index.
+            reader = condor.read_run(out)
+            assert all(reader.store(name).is_plain() and reader.current(name) is None for name in reader.steps)
     finally:
         server.stop()
     (steps_units, steps_files), (stream_units, stream_files) = results["steps"], results["streaming"]

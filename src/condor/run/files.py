@@ -2,7 +2,8 @@
 
 A temporary file in the same directory, flushed and fsynced, then renamed over the target: a reader
 (or a process killed mid-write) sees the old file or the new one, never half of one. What it leaves
-out: appending (the shards of :mod:`condor.run.store` do that, one unit per ``write``).
+out: appending (the shards of :mod:`condor.run.store` do that, one unit per ``write``; a torn last line
+left by a crash is cut here, :func:`cut_torn_tail`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["RunStoreError", "atomic_write_lines", "atomic_write_text", "dumps", "record_hash", "refuse_symlink"]
+__all__ = ["RunStoreError", "atomic_write_lines", "atomic_write_text", "cut_torn_tail", "dumps", "record_hash", "refuse_symlink"]
 
 
 class RunStoreError(RuntimeError):
@@ -74,6 +75,33 @@ def record_hash(record: Any) -> str:
     """A fingerprint of a record's content, stored with its unit to notice inputs that changed."""
     blob = json.dumps(record, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
     return hashlib.sha1(blob.encode("ascii")).hexdigest()
+
+
+def cut_torn_tail(path: Path) -> None:
+    """Cut a torn last line (no trailing newline) off an append-only file, left by a crash mid-write."""
+    if not path.exists():
+        return
+    size = path.stat().st_size
+    if size == 0:
+        return
+    with path.open("rb+") as handle:
+        handle.seek(size - 1)
+        if handle.read(1) == b"\n":
+            return
+        # Walk back to the last newline; everything after it is an unfinished line.
+        block = 1 << 16
+        pos = size
+        keep = 0
+        while pos > 0:
+            start = max(0, pos - block)
+            handle.seek(start)
+            chunk = handle.read(pos - start)
+            idx = chunk.rfind(b"\n")
+            if idx >= 0:
+                keep = start + idx + 1
+                break
+            pos = start
+        handle.truncate(keep)
 
 
 def refuse_symlink(path: Path) -> None:

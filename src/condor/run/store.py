@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 # Whole-file writes and the unit encoding live in run/files.py; imported here too, where callers find them.
-from condor.run.files import RunStoreError, atomic_write_lines, atomic_write_text, dumps, record_hash, refuse_symlink
+from condor.run.files import (  # noqa: F401  (atomic_write_* and dumps are found here by callers)
+    RunStoreError, atomic_write_lines, atomic_write_text, cut_torn_tail, dumps, record_hash, refuse_symlink,
+)
 
 if TYPE_CHECKING:
     from condor.run.lock import RunLock
@@ -77,31 +79,6 @@ class StageStore:
         return ([main] if main.exists() else []) + others
 
     # -- reading -------------------------------------------------------------------------------------
-    def _repair_tail(self) -> None:
-        """Cut a torn last line (no trailing newline) left by a crash mid-write."""
-        if not self.units_path.exists():
-            return
-        size = self.units_path.stat().st_size
-        if size == 0:
-            return
-        with self.units_path.open("rb+") as handle:
-            handle.seek(size - 1)
-            if handle.read(1) == b"\n":
-                return
-            # Walk back to the last newline; everything after it is an unfinished unit.
-            block = 1 << 16
-            pos = size
-            keep = 0
-            while pos > 0:
-                start = max(0, pos - block)
-                handle.seek(start)
-                chunk = handle.read(pos - start)
-                idx = chunk.rfind(b"\n")
-                if idx >= 0:
-                    keep = start + idx + 1
-                    break
-                pos = start
-            handle.truncate(keep)
 
     @staticmethod
     def _read_shard(path: Path) -> Iterator[dict[str, Any]]:
@@ -247,7 +224,7 @@ class StageStore:
         """Open this writer's shard for appending (its torn tail, if any, is cut first)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         refuse_symlink(self.units_path)
-        self._repair_tail()
+        cut_torn_tail(self.units_path)
         self._seq = sum(1 for _ in self._read_shard(self.units_path))
         self._fd = os.open(self.units_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
