@@ -3,16 +3,19 @@
 Two measurements, each with its own section of docs/benchmarks.md (``--write`` rewrites only that one):
 
 ``--mode speed`` (default). The fake server (tests/fake_server.py) runs as its own process with the
-scripted model (tests/condor_responder.py) and heavy-tailed latency: lognormal with a 200 ms mean and
-sigma 0.75 (median 152 ms, one answer in a hundred over 0.87 s; the spread at which the step-by-step
-run reached the 71% of ideal the issue reports, against 91% for ``condor generate``). ``condor run`` (100 leaves, 7 tasks,
-1 round: about 7,000 requests) runs as a child process at concurrency 128, and so does
-``condor generate`` over as many prompts, for comparison. Ideal = concurrency / the mean latency the
-server actually drew. The request phase runs from the first request to reach the server to the last
-answer to leave it; the whole command adds start-up (imports, the server check, the plan) and the
-exports. The server also notes, for each request, the longest prompt prefix it shares with one of the
-8 requests that arrived before it: how many prompt bytes a server's prefix cache could skip, on
-average, if it kept only those 8 (section "Prefix adjacency").
+scripted model (tests/condor_responder.py) and heavy-tailed latency: lognormal with sigma 0.75 (the
+median is 0.76 of the mean, one answer in a hundred takes 4.4 times the mean). ``condor run`` (100
+leaves, 7 tasks, 1 round: about 7,000 requests) runs as a child process at concurrency 128, and so does
+``condor generate`` over as many prompts, for comparison, each at a 200 ms mean latency (the issue's
+setting) and at 2 s. At 2 s, 128 requests in flight ask only 64 requests per second of the client,
+which it serves with CPU to spare even on a shared two-core machine, so those rows show how the steps
+are scheduled apart from how fast the client is; at 200 ms they ask 640 per second, and the client's
+CPU per request caps the rate. Ideal = concurrency / the mean latency the server actually drew. The
+request phase runs from the first request to reach the server to the last answer to leave it; the
+whole command adds start-up (imports, the server check, the plan) and the exports. The server also
+notes, for each request, the longest prompt prefix it shares with one of the 8 requests that arrived
+before it: how many prompt bytes a server's prefix cache could skip, on average, if it kept only those
+8 (section "Prefix adjacency").
 
 ``--mode memory``. The same command against the server with no latency, on a synthetic tree with
 enough leaves that none repeats, for 1,000 and 10,000 leaves of one task (``--tasks domain_qa``: a
@@ -22,10 +25,10 @@ bytes per kept question are measured in this process with tracemalloc over the q
 
     .venv/bin/python bench/bench_run.py --write                 # speed and prefix adjacency
     .venv/bin/python bench/bench_run.py --mode memory --write   # peak RSS
-    PYTHONPATH=/elsewhere/src .venv/bin/python bench/bench_run.py --label before   # another source tree
+    .venv/bin/python bench/bench_run.py --compare /older/checkout/src --write   # before and after
 
-The child processes run whatever ``condor`` is first on PYTHONPATH, so the same script measures an
-older checkout (``--label`` names it in the table).
+The child processes run whatever ``condor`` is first on PYTHONPATH; ``--compare SRC`` runs every
+measurement again with ``PYTHONPATH=SRC``, an older checkout, so one table holds both.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ def server_stats(root: str) -> dict:
         return json.loads(response.read())
 
 
-def timed(cmd: list[str]) -> dict:
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> dict:
     """Run ``cmd`` in a wrapper process so that RUSAGE_CHILDREN covers this one command."""
     wrapper = (
         "import resource, subprocess, sys, time, json;"
@@ -81,7 +84,7 @@ def timed(cmd: list[str]) -> dict:
         "print(json.dumps({'rc': r.returncode, 'maxrss_kb': u.ru_maxrss, 'seconds': time.monotonic()-t,"
         " 'cpu': u.ru_utime+u.ru_stime, 'stderr': r.stderr[-3000:]}))"
     )
-    done = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True, check=True, env=env)
     stats = json.loads(done.stdout.strip().splitlines()[-1])
     if stats["rc"] != 0:
         raise SystemExit(f"{' '.join(cmd[:4])} failed:\n{stats['stderr']}")
@@ -92,17 +95,20 @@ def condor(*args: str) -> list[str]:
     return [sys.executable, "-m", "condor.cli.main", *args]
 
 
-def measure(workdir: Path, name: str, latency: float, sigma: float, command) -> dict:
-    """Start a fresh server, run ``command(base_url)``, return the command's and the server's numbers."""
+def measure(workdir: Path, name: str, latency: float, sigma: float, command, code: tuple[str, str | None]) -> dict:
+    """Start a fresh server, run ``command(base_url)`` with the condor of ``code`` (label, source
+    directory or None for this one), return the command's and the server's numbers."""
+    label, source = code
+    env = {**os.environ, "PYTHONPATH": source} if source else None
     server, root = start_server(workdir, latency, sigma)
     try:
-        run = timed(command(f"{root}/v1"))
+        run = timed(command(f"{root}/v1"), env)
         stats = server_stats(root)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait()
     phase = (stats["last_answer_at"] or 0) - (stats["first_request_at"] or 0)
-    return {"name": name, **run, "requests": stats["requests"], "phase": phase,
+    return {"name": name, "code": label, "latency": latency, **run, "requests": stats["requests"], "phase": phase,
             "latency_mean": stats["latency_mean"] or latency, "shared_prefix": stats["shared_prefix"] or [],
             "prompt_bytes": stats["prompt_bytes"] or []}
 
@@ -113,30 +119,36 @@ def config_file(workdir: Path, relevance: str) -> Path:
     return path
 
 
+def versions(args: argparse.Namespace) -> list[tuple[str, str | None]]:
+    """The code measured: this checkout, and the one named by ``--compare`` (a ``src`` directory)."""
+    return [(args.label, None)] + ([(args.compare_label, args.compare)] if args.compare else [])
+
+
 def speed(args: argparse.Namespace, workdir: Path) -> list[dict]:
     rows = []
     common = ["--model", "fake-model", "--concurrency", str(args.concurrency), "--quiet"]
     config = config_file(workdir, args.relevance)
-    for attempt in range(args.repeat):
-        out = workdir / f"run-{attempt}"
-        rows.append(measure(workdir, "condor run", args.latency, args.sigma, lambda url: condor(
-            "run", "-o", str(out), "-c", str(config), "--leaves", str(args.leaves), "--rounds", str(args.rounds),
-            *(["--tasks", args.tasks] if args.tasks else []), "--base-url", url, *common)))
-    if args.generate:
-        count = rows[-1]["requests"]
-        prompts = workdir / "prompts.jsonl"
-        with prompts.open("w", encoding="utf-8") as handle:
-            for i in range(count):
-                handle.write(json.dumps({"id": f"p{i}", "prompt": f"Answer question number {i} helpfully."}) + "\n")
-        for attempt in range(args.repeat):
-            out = workdir / f"generate-{attempt}"
-            rows.append(measure(workdir, "condor generate", args.latency, args.sigma, lambda url: condor(
-                "generate", str(prompts), "-o", str(out), "--base-url", url, *common)))
-    if args.templated:
-        prompts = templated_prompts(workdir / "templated.jsonl", rows[0]["requests"])
-        out = workdir / "templated"
-        rows.append(measure(workdir, "condor generate, 20 templates", args.latency, args.sigma, lambda url: condor(
-            "generate", str(prompts), "-o", str(out), "--base-url", url, *common)))
+    for latency in args.latencies:
+        for code in versions(args):
+            for attempt in range(args.repeat):
+                out = workdir / f"run-{len(rows)}"
+                rows.append(measure(workdir, "condor run", latency, args.sigma, lambda url: condor(
+                    "run", "-o", str(out), "-c", str(config), "--leaves", str(args.leaves), "--rounds", str(args.rounds),
+                    *(["--tasks", args.tasks] if args.tasks else []), "--base-url", url, *common), code))
+            count = rows[-1]["requests"]
+            if args.generate:
+                prompts = workdir / "prompts.jsonl"
+                with prompts.open("w", encoding="utf-8") as handle:
+                    for i in range(count):
+                        handle.write(json.dumps({"id": f"p{i}", "prompt": f"Answer question number {i} helpfully."}) + "\n")
+                out = workdir / f"generate-{len(rows)}"
+                rows.append(measure(workdir, "condor generate", latency, args.sigma, lambda url: condor(
+                    "generate", str(prompts), "-o", str(out), "--base-url", url, *common), code))
+            if args.templated and latency == args.latencies[0]:
+                prompts = templated_prompts(workdir / "templated.jsonl", count)
+                out = workdir / f"templated-{len(rows)}"
+                rows.append(measure(workdir, "condor generate, 20 templates", latency, args.sigma, lambda url: condor(
+                    "generate", str(prompts), "-o", str(out), "--base-url", url, *common), code))
     return rows
 
 
@@ -157,14 +169,16 @@ def templated_prompts(path: Path, count: int) -> Path:
 
 
 def speed_table(rows: list[dict], args: argparse.Namespace) -> str:
-    lines = ["| code | command | requests | request phase s | whole command s | mean latency ms | ideal req/s | "
-             "req/s (phase) | % of ideal (phase) | % of ideal (whole command) | client CPU ms/req | peak RSS MiB |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| server latency (mean) | code | command | requests | request phase s | whole command s | mean latency drawn ms | "
+             "ideal req/s | req/s (phase) | % of ideal (phase) | % of ideal (whole command) | client CPU ms/req | "
+             "peak RSS MiB |",
+             "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         ideal = args.concurrency / row["latency_mean"]
         rate = row["requests"] / row["phase"]
         whole = row["requests"] / row["seconds"]
-        lines.append(f"| {args.label} | {row['name']} | {row['requests']:,} | {row['phase']:.2f} | {row['seconds']:.2f} | "
+        lines.append(f"| {1000 * row['latency']:,.0f} ms | {row['code']} | {row['name']} | {row['requests']:,} | "
+                     f"{row['phase']:.2f} | {row['seconds']:.2f} | "
                      f"{1000 * row['latency_mean']:.0f} | {ideal:,.0f} | {rate:,.0f} | {100 * rate / ideal:.1f}% | "
                      f"{100 * whole / ideal:.1f}% | {1000 * row['cpu'] / row['requests']:.2f} | {row['maxrss_kb'] / 1024:.0f} |")
     return "\n".join(lines)
@@ -176,11 +190,11 @@ def prefix_table(rows: list[dict], args: argparse.Namespace) -> str:
              "|---|---|---:|---:|---:|" + "---:|" * len(PREFIX_BYTES)]
     for row in rows:
         shared, sizes = row["shared_prefix"], row["prompt_bytes"]
-        if not shared:
+        if not shared or row["latency"] != args.latencies[0]:
             continue
         shares = " | ".join(f"{100 * sum(1 for s in shared if s >= n) / len(shared):.1f}%" for n in PREFIX_BYTES)
         fraction = sum(s / max(1, size) for s, size in zip(shared, sizes)) / len(shared)
-        lines.append(f"| {args.label} | {row['name']} | {len(shared):,} | {sum(shared) / len(shared):,.0f} | "
+        lines.append(f"| {row['code']} | {row['name']} | {len(shared):,} | {sum(shared) / len(shared):,.0f} | "
                      f"{100 * fraction:.1f}% | {shares} |")
     return "\n".join(lines)
 
@@ -199,17 +213,18 @@ def synthetic_tree(path: Path, leaves: int) -> None:
 
 def memory(args: argparse.Namespace, workdir: Path) -> list[dict]:
     tree = workdir / "tree.yaml"
-    synthetic_tree(tree, max(args.sizes))
+    synthetic_tree(tree, max(args.sizes + args.compare_sizes))
     config = config_file(workdir, args.relevance)
     rows = []
-    for size in args.sizes:
-        out = workdir / f"mem-{size}"
-        row = measure(workdir, f"{size:,} leaves", 0.0, 0.0, lambda url: condor(
-            "run", "-o", str(out), "-c", str(config), "--tree", str(tree), "--leaves", str(size), "--rounds",
-            str(args.rounds), "--tasks", args.tasks or "domain_qa", "--base-url", url, "--model", "fake-model",
-            "--concurrency", str(args.concurrency), "--quiet"))
-        row["index"] = dedup_index_bytes(out)
-        rows.append(row)
+    for code, sizes in zip(versions(args), (args.sizes, args.compare_sizes)):
+        for size in sizes:
+            out = workdir / f"mem-{len(rows)}"
+            row = measure(workdir, f"{size:,} leaves", 0.0, 0.0, lambda url: condor(
+                "run", "-o", str(out), "-c", str(config), "--tree", str(tree), "--leaves", str(size), "--rounds",
+                str(args.rounds), "--tasks", args.tasks or "domain_qa", "--base-url", url, "--model", "fake-model",
+                "--concurrency", str(args.concurrency), "--quiet"), code)
+            row["index"] = dedup_index_bytes(out)
+            rows.append(row)
     return rows
 
 
@@ -238,14 +253,17 @@ def memory_table(rows: list[dict], args: argparse.Namespace) -> str:
     for row in rows:
         index = row["index"]
         rss = row["maxrss_kb"] / 1024
-        lines.append(f"| {args.label} | {row['name']} | {row['requests']:,} | {row['seconds']:.1f} | {rss:.1f} | "
+        lines.append(f"| {row['code']} | {row['name']} | {row['requests']:,} | {row['seconds']:.1f} | {rss:.1f} | "
                      f"{index['kept']:,} | {index['bytes'] / 2**20:.1f} | {index['bytes'] / max(1, index['kept']):,.0f} | "
                      f"{rss - index['bytes'] / 2**20:.1f} |")
-    if len(rows) >= 2:
-        small, large = rows[0], rows[-1]
-        ratio = (large["maxrss_kb"] / 1024 - large["index"]["bytes"] / 2**20) / (small["maxrss_kb"] / 1024 - small["index"]["bytes"] / 2**20)
-        lines.append("")
-        lines.append(f"Peak RSS less the index, {large['name']} over {small['name']}: {ratio:.2f}x.")
+    lines.append("")
+    for code in dict.fromkeys(row["code"] for row in rows):
+        mine = [row for row in rows if row["code"] == code]
+        if len(mine) >= 2:
+            small, large = mine[0], mine[-1]
+            less = [r["maxrss_kb"] / 1024 - r["index"]["bytes"] / 2**20 for r in (small, large)]
+            lines.append(f"- {code}: peak RSS less the index, {large['name']} over {small['name']}: "
+                         f"{less[1] / less[0]:.2f}x; peak RSS {large['maxrss_kb'] / small['maxrss_kb']:.2f}x.")
     return "\n".join(lines)
 
 
@@ -275,14 +293,19 @@ def main() -> None:
     parser.add_argument("--tasks", default=None, help="comma-separated task types (default: all seven; memory: domain_qa)")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=128)
-    parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--latencies", type=float, nargs="+", default=[0.2, 2.0],
+                        help="mean server latencies in seconds; a slow server shows scheduling apart from client CPU")
     parser.add_argument("--sigma", type=float, default=0.75)
     parser.add_argument("--relevance", default="lexical", help="pipeline.relevance for the run (auto loads MiniLM)")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--no-generate", dest="generate", action="store_false")
     parser.add_argument("--no-templated", dest="templated", action="store_false",
                         help="leave out generate over shuffled prompts of 20 long templates (prefix adjacency)")
-    parser.add_argument("--label", default="this branch")
+    parser.add_argument("--label", default="this checkout")
+    parser.add_argument("--compare", help="also measure the condor in this src directory (e.g. an older checkout)")
+    parser.add_argument("--compare-label", default="before")
+    parser.add_argument("--compare-sizes", type=int, nargs="+", default=[1000, 3000],
+                        help="memory mode: leaves per run for the --compare code")
     parser.add_argument("--write", action="store_true", help="rewrite this mode's sections of docs/benchmarks.md")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -307,8 +330,10 @@ def describe(heading: str, args: argparse.Namespace, started: str) -> str:
         return (f"`condor run` ({args.leaves} leaves, {args.tasks or 'all seven'} tasks, {args.rounds} round, "
                 f"relevance {args.relevance}) and `condor generate` over as many prompts, as child processes "
                 f"against the fake server in its own process: concurrency {args.concurrency}, lognormal latency "
-                f"with a {1000 * args.latency:.0f} ms mean and sigma {args.sigma}. Ideal = concurrency / the mean "
-                f"latency drawn. {started}. Rerun:\n\n    .venv/bin/python bench/bench_run.py --write")
+                f"with the mean shown and sigma {args.sigma}. Ideal = concurrency / the mean latency drawn; the "
+                f"request phase runs from the first request in to the last answer out. {started}. Rerun "
+                f"(`--compare` names the `src` of the code to compare with):\n\n"
+                "    .venv/bin/python bench/bench_run.py --compare /path/to/older/checkout/src --write")
     if heading == PREFIX:
         return ("For each request reaching the fake server in the runs above, the longest prompt prefix it "
                 "shares with one of the 8 requests that arrived before it (messages joined as `role: content`, "
@@ -321,7 +346,7 @@ def describe(heading: str, args: argparse.Namespace, started: str) -> str:
             f"synthetic tree with no repeated leaf, against the fake server with no latency, concurrency "
             f"{args.concurrency}; peak RSS is the child's `ru_maxrss`. The dedup index is measured with tracemalloc "
             f"over the run's questions in id order. {started}. Rerun:\n\n"
-            "    .venv/bin/python bench/bench_run.py --mode memory --write")
+            "    .venv/bin/python bench/bench_run.py --mode memory --compare /path/to/older/checkout/src --write")
 
 
 if __name__ == "__main__":
