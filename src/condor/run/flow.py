@@ -11,14 +11,13 @@ Three rules keep this correct and bounded:
 - **Ordered gates see records in id order.** A gate step with an ``ordered`` gate (near-duplicate
   removal keeps state) holds what arrives until no record with a smaller id can still come, then
   checks records in id order, as the step-by-step run does, so the same seed gives the same records.
-  A ``chunked`` gate (MiniLM embeddings, whose last bits depend on the batch) also gets the very
-  chunks of :data:`~condor.run.steps.GATE_CHUNK` records of that run, at the cost of waiting for each
-  chunk to fill. "Can still come" is known
-  because a stage never makes an output whose id sorts before its input's (questions add
-  ``/<difficulty>``, the others keep the id), and because what feeds such a gate from the run
-  directory is read in id order (sorted on disk if need be): the smallest id anywhere upstream, in an
-  inbox, in flight or not yet read, bounds every id still to come. A record that breaks the rule stops
-  the run with an error rather than change the result silently.
+  "Can still come" is known because a stage never makes an output whose id sorts before its input's
+  (questions add ``/<difficulty>``, the others keep the id), and because what feeds such a gate from
+  the run directory is read in id order (sorted on disk if need be): the smallest id anywhere
+  upstream, in an inbox, in flight or not yet read, bounds every id still to come. A record that
+  breaks the rule stops the run with an error rather than change the result silently. A ``chunked``
+  gate (MiniLM embeddings, whose last bits depend on the batch) also gets the very chunks of
+  :data:`~condor.run.steps.GATE_CHUNK` records of that run, at the cost of waiting for each to fill.
 - **Memory is bounded.** Records are read from the run directory only while fewer than ``budget``
   records are alive in the chain (in inboxes, in flight, held by a gate); model steps take inputs as
   their window allows. The one exception: when everything alive is held by ordered gates waiting for a
