@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from condor.errors import ConfigError
-from condor.llm.settings import KINDS, BackendSettings, CommonSettings, EmbeddedSettings, OpenAISettings
+from condor.llm.settings import KINDS, BackendSettings, CommonSettings, EmbeddedSettings, OpenAISettings, StrictSettings
 
 __all__ = [
     "ROLES", "BackendSettings", "CommonSettings", "ConfigError", "EmbeddedSettings", "OpenAISettings",
@@ -23,11 +23,9 @@ __all__ = [
 ROLES = ("question_writer", "answerer", "critic", "refiner", "judge")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class PipelineConfig(_Strict):
+class PipelineConfig(StrictSettings):
     """What to generate: tree, sampling and the Void/Refine settings."""
 
     tree: str = Field("en", description="Knowledge tree: a shipped name (en, zh) or a path to a tree file.")
@@ -64,13 +62,17 @@ class PipelineConfig(_Strict):
     max_requests: int | None = Field(
         None, ge=1, description="Request budget of a --target run (default: 30 per target row)."
     )
+    max_failure_share: float = Field(
+        0.1, ge=0.0, le=1.0,
+        description="Largest share of a model step's items whose calls may fail before the run ends with an error (exit 1).",
+    )
     decontaminate: list[str] = Field(
         default_factory=list,
         description="Benchmark prompt files (JSONL, JSON array or plain lines); overlapping questions are dropped.",
     )
 
 
-class RunConfig(_Strict):
+class RunConfig(StrictSettings):
     """A whole run: the default model, optional per-role models, cache and pipeline settings."""
 
     llm: BackendSettings = Field(default_factory=EmbeddedSettings, description="The default model for every role.")

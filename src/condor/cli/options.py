@@ -42,6 +42,9 @@ RoundsOpt = pipeline_option("rounds", "--rounds", int, min=0, max=10)
 SelectOpt = pipeline_option("select", "--select", str, "(last or best)")
 LangOpt = pipeline_option("lang", "--lang", str, "(en, zh or both)")
 SeedOpt = pipeline_option("seed", "--seed", int)
+MaxFailureShareOpt = pipeline_option("max_failure_share", "--max-failure-share", float, min=0.0, max=1.0)
+ForceOpt = Annotated[bool, typer.Option(
+    "--force", help="Write into OUT even though it holds output files but no manifest.json (they are replaced).")]
 
 
 @dataclass

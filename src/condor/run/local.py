@@ -22,6 +22,7 @@ import time
 from typing import Any, Iterable, Sequence
 
 from condor.llm.base import BackendUnavailable, ChatRequest, Completion, LLMBackend, Usage
+from condor.llm.settings import settings_key
 from condor.run.batching import RequestBatcher
 from condor.run.executor import Executor, StageOutcome
 from condor.run.progress import ProgressBoard, StageProgress
@@ -51,8 +52,11 @@ class StageRunner:
         outage_after: int | None = None,
         collect_hashes: bool = False,
         checks: OutputChecks = OutputChecks(),
+        settings_key: str | None = None,
     ) -> None:
         self.stage = stage
+        # Stored with each unit: a unit made under other sampling settings is not done (provenance).
+        self.settings_key = settings_key
         self.backend = backend
         self.store = store
         self.structured = structured
@@ -83,6 +87,8 @@ class StageRunner:
         structured = policy.schema_first(stage)
         attempts: list[str] = []
         unit: dict[str, Any] = {"input_id": record["id"], "input_hash": digest, "records": [], "rejections": []}
+        if self.settings_key:
+            unit["settings"] = self.settings_key
         try:
             requests = stage.requests(record, structured=structured)
             completions = await self._attempt(requests, usage)
@@ -136,7 +142,8 @@ class StageRunner:
         self.store.open()
         # Units that failed at the transport level are sent again: this executor only runs an unfinished
         # stage (or one the user asked to retry), and such failures usually mean the server was down.
-        done = self.store.done_map(include_failed=not self.retry_failed, include_transient=False)
+        done = self.store.done_map(include_failed=not self.retry_failed, include_transient=False,
+                                   settings=self.settings_key)
         outcome = StageOutcome(self.stage.name)
         progress = StageProgress(self.stage.name, total, resumed=0)
         pending: set[asyncio.Task] = set()
@@ -146,6 +153,7 @@ class StageRunner:
 
         def finished(task: asyncio.Task) -> None:
             pending.discard(task)
+            progress.end(task)
             slots.release()
             if task.cancelled():
                 return
@@ -197,6 +205,7 @@ class StageRunner:
                         break
                     task = asyncio.create_task(self._process(record, progress, digest))
                     pending.add(task)
+                    progress.begin(task)
                     task.add_done_callback(finished)
                 while pending and not fatal:
                     await asyncio.wait(set(pending), return_when=asyncio.FIRST_COMPLETED)
@@ -254,6 +263,7 @@ class LocalExecutor(Executor):
             retry_failed=self.retry_failed,
             collect_hashes=True,
             checks=OutputChecks(step.checks, step.resamples, reject_input=step.carries),
+            settings_key=settings_key(step.settings),
         )
         outcome = await runner.run(inputs, total=total)
         outcome.models[role] = self.backends[role].describe()
