@@ -114,22 +114,27 @@ def _where(loc: tuple[Any, ...]) -> tuple[str, str | None]:
     return ".".join(parts) or "(top level)", kind
 
 
-def _format_validation_error(path: Path | str, error: ValidationError) -> str:
-    lines = [f"{path}: invalid configuration"]
+def _format_validation_error(path: Path | str | None, error: ValidationError, flags: dict[str, str]) -> str:
+    lines = [f"{path}: invalid configuration" if path is not None else "invalid settings"]
     for item in error.errors():
         where, kind = _where(item["loc"])
-        lines.append(f"  {where}: {item['msg']}" + (f" (for backend {kind})" if kind else ""))
+        # A value given as a flag is reported under the flag, not under a file it did not come from.
+        shown = f"{flags[where]} ({where})" if where in flags else where
+        lines.append(f"  {shown}: {item['msg']}" + (f" (for backend {kind})" if kind else ""))
     return "\n".join(lines)
 
 
-def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> RunConfig:
+def load_config(
+    path: str | Path | None, overrides: dict[str, Any] | None = None, *, flags: dict[str, str] | None = None
+) -> RunConfig:
     """Read a YAML config (or start from defaults) and apply dotted-key overrides from the CLI.
 
     ``overrides`` maps ``"llm.model"``-style keys to values; ``None`` values are ignored so that unset
-    CLI flags leave the file's value alone.
+    CLI flags leave the file's value alone. ``flags`` names the flag that gave each override, so that an
+    error about one names the flag.
     """
     data: dict[str, Any] = {}
-    source: str | Path = "<defaults>"
+    source: Path | None = None
     if path is not None:
         from condor.config_files import read_yaml
 
@@ -155,4 +160,4 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(source, exc)) from None
+        raise ConfigError(_format_validation_error(source, exc, flags or {})) from None

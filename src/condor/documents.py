@@ -30,8 +30,9 @@ import yaml
 
 #: Largest run config, task file or few-shot file read (bytes).
 CONFIG_BYTES = 16 * 1024 * 1024
-#: Largest tree or tag file read (bytes). A 60 MB tag file of 3 million leaves fits; see docs/reliability.md.
-TREE_BYTES = 128 * 1024 * 1024
+#: Largest tree or tag file read (bytes): a 60 MB tag file (some 2.5 million leaves) fits, in about 1.5 GB
+#: of memory while it is read; see docs/reliability.md.
+TREE_BYTES = 64 * 1024 * 1024
 #: Nodes that aliases may add beyond the nodes written out in the file.
 ALIAS_EXTRA_NODES = 100_000
 #: Deepest nesting of mappings and lists accepted.

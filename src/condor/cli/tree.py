@@ -46,6 +46,14 @@ def _write_text(path: Path, text: str) -> None:
     _write(path, lambda content, target: target.write_text(content, encoding="utf-8"), text)
 
 
+def _not_the_input(source: Path | str, output: Path) -> None:
+    """Refuse to write a conversion over the file it reads: the original would be gone (an input is never
+    its own output). Growing a tree in place (expand, augment) keeps its history and stays allowed."""
+    source = Path(source)
+    if source.exists() and output.exists() and source.resolve() == output.resolve():
+        fail(f"{output} is the file being read; write the result elsewhere (-o), then replace the original if you mean to")
+
+
 def _save(tree: Any, path: Path) -> None:
     from condor.tree.io import save_tree
 
@@ -84,7 +92,8 @@ def stats(
 
 @tree_app.command("import")
 def import_tags(
-    tags: Annotated[Path, typer.Argument(help="Condor-layout tag file: {domain: {topic: [leaf, ...]}}.")],
+    # "\[" keeps rich from reading "[leaf, ...]" as a style tag and dropping it from the help.
+    tags: Annotated[Path, typer.Argument(help=r"Condor-layout tag file: {domain: {topic: \[leaf, ...]}}.")],
     output: OutOpt,
     name: Annotated[Optional[str], typer.Option("--name", help="Tree name (default: the file name).")] = None,
     lang: Annotated[str, typer.Option("--lang", help="Language of the tags.")] = "en",
@@ -93,6 +102,7 @@ def import_tags(
     from condor.tree.condor_layout import import_condor_tags
     from condor.tree.model import TreeError
 
+    _not_the_input(tags, output)
     warnings: list[str] = []
     try:
         result = import_condor_tags(tags, name=name, language=lang, warnings=warnings)
@@ -112,8 +122,10 @@ def export(
 ) -> None:
     """Write a tree as Condor-layout tags, or as a JSON or YAML tree file."""
     from condor.tree.condor_layout import export_condor_tags
-    from condor.tree.io import dumps_tree
+    from condor.tree.io import SHIPPED_TREES, dumps_tree
 
+    if tree not in SHIPPED_TREES:
+        _not_the_input(tree, output)
     loaded = _load(tree)
     if fmt == "condor":
         _write(output, export_condor_tags, loaded)

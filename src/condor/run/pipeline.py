@@ -106,8 +106,11 @@ def refine_steps(settings: Settings) -> list[Step]:
 
 def import_step(path: Path) -> SourceStep:
     """An existing SFT file as the base of Condor Refine (step ``imported``)."""
-    from condor.run.batch import fingerprint
+    from condor.run.batch import fingerprint, regular_file
     from condor.run.importer import import_units
+
+    # Read twice (fingerprint, then the records): a pipe would be empty the second time.
+    regular_file(path, "--input file")
 
     def produce():
         for input_id, records, rejections in import_units(path):

@@ -15,6 +15,8 @@ import math
 import re
 from typing import Any
 
+from condor.tree.model import clean_name
+
 _FENCE = re.compile(r"```[a-zA-Z]*\s*(.*?)```", re.S)
 _MARKER = re.compile(
     r"^\s*(?:[-*•·+●○▪]|\d{1,3}\s*[.)、:：]|[（(]\d{1,3}[)）]|[一二三四五六七八九十]{1,3}\s*[、.．])\s*"
@@ -203,6 +205,6 @@ def _names_from_lines(body: str) -> list[str]:
 
 
 def _clean(name: str) -> str:
-    name = " ".join(name.replace("**", "").split())
+    name = clean_name(name.replace("**", ""))
     name = name.lstrip(_QUOTES).rstrip(_TRAILING)
     return " ".join(name.split())
