@@ -39,7 +39,9 @@ def _write(path: Path, writer: Any, what: Any) -> None:
     try:
         writer(what, path)
     except OSError as exc:
-        fail(f"{path}: cannot write ({exc.strerror or exc})")
+        from condor.cli.runtime import describe_os_error
+
+        fail(f"{path}: cannot write: {describe_os_error(exc)}")
 
 
 def _write_text(path: Path, text: str) -> None:

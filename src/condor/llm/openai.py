@@ -61,7 +61,7 @@ from condor.llm.wire import Secret as _Secret
 from condor.llm.wire import TooLarge as _TooLarge
 from condor.llm.wire import Transient as _Transient
 from condor.llm.wire import parse_completion as _parse_completion
-from condor.llm.wire import read_body, read_prefix, reply_limit
+from condor.llm.wire import endpoint, read_body, read_prefix, reply_limit
 
 if TYPE_CHECKING:
     from condor.llm.settings import OpenAISettings
@@ -142,7 +142,7 @@ class OpenAIBackend(LLMBackend):
         self.identity = f"openai:{self.base_url}:{model}"
         self.limiter = RateLimiter(requests_per_minute, tokens_per_minute)
         self._api_key = _Secret(api_key) if api_key else None
-        self._url = f"{self.base_url}/chat/completions"
+        self._url = endpoint(self.base_url, "chat/completions")
         self._state: _LoopState | None = None
         # Until when (time.monotonic) the server asked everyone to hold off, after a 429/503 Retry-After.
         self._hold_until = 0.0
@@ -274,7 +274,7 @@ class OpenAIBackend(LLMBackend):
     async def _list_models(self, state: _LoopState) -> list[str]:
         try:
             async with state.session.get(
-                f"{self.base_url}/models",
+                endpoint(self.base_url, "models"),
                 headers=self._auth_headers(),
                 timeout=aiohttp.ClientTimeout(total=min(self.timeout, 15.0)),
             ) as response:

@@ -10,9 +10,17 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from condor.llm import errors
 from condor.llm.base import Completion, clean_text
+
+
+def endpoint(base_url: str, path: str) -> str:
+    """``base_url`` + ``/path``, with the base's query (``?api-version=...``) kept after the path."""
+    parts = urlsplit(base_url)
+    root = urlunsplit(parts._replace(query="", fragment="")).rstrip("/")
+    return f"{root}/{path}" + (f"?{parts.query}" if parts.query else "")
 
 
 class Secret:
