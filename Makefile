@@ -42,6 +42,11 @@ $(VENV)/.browser-installed: | $(BIN)/python
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	touch $@
 
+# The progress display is tested in a real terminal: tmux, from Debian.
+$(VENV)/.terminal-installed: | $(BIN)/python
+	command -v tmux >/dev/null || (apt-get update -qq && apt-get install -y -qq tmux)
+	touch $@
+
 # Re-resolve every dependency from pyproject.toml in a scratch environment and write the lock file.
 LOCK_VENV := .lock-venv
 lock:
@@ -61,7 +66,7 @@ lock:
 demo: $(VENV)/.demo-installed
 	HF_HUB_OFFLINE=1 $(BIN)/condor run -o $(DEMO_OUT)
 
-test: $(VENV)/.test-installed $(VENV)/.browser-installed
+test: $(VENV)/.test-installed $(VENV)/.browser-installed $(VENV)/.terminal-installed
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -ra
 
 test-fast: $(VENV)/.test-installed
