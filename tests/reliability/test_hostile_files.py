@@ -190,3 +190,31 @@ def test_a_large_tag_file_imports_in_linear_time(tmp_path):
     tags.write_text(json.dumps({"Domain": {"Topic": [f"leaf {i}" for i in range(60_000)]}}))
     result = condor("tree", "import", tags, "-o", tmp_path / "tree.yaml", timeout=240)
     assert result.code == 0 and "imported 60000 leaves" in result.stdout, result.output
+
+
+def test_a_refine_input_line_that_is_not_utf8_is_rejected_with_its_number(tmp_path, fake_server):
+    from condor_responder import respond
+
+    fake_server.responder = respond
+    data = tmp_path / "data.jsonl"
+    good = json.dumps({"question": "What is a prime number?", "answer": "A number with exactly two divisors."})
+    data.write_bytes(good.encode() + b'\n{"question": "caf\xe9?", "answer": "yes"}\n')
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["refine", "-o", str(out), "--input", str(data), "--base-url", fake_server.base_url,
+                                      "--model", "fake-model", "--quiet"])
+    assert result.exit_code == 0, result.output
+    rejected = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
+    assert [r["detail"] for r in rejected] == ["line 2: not UTF-8 text (byte 0xe9 at column 18)"]
+    assert len((out / "sft.jsonl").read_text().splitlines()) == 1
+
+
+@pytest.mark.parametrize("flag, value, said", [
+    ("--concurrency", "-5", "Invalid value for '--concurrency'"),
+    ("--temperature", "9", "Invalid value for '--temperature'"),
+    ("--base-url", "ftp://example.org/v1", "--base-url (llm.base_url): Value error, base_url must start with http"),
+])
+def test_a_bad_flag_is_reported_under_the_flag(tmp_path, flag, value, said):
+    result = CliRunner().invoke(app, ["run", "-o", str(tmp_path / "out"), "--model", "m", flag, value],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 2 and said in result.output, result.output
+    assert "<defaults>" not in result.output and "Traceback" not in result.output

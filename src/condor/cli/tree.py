@@ -179,15 +179,15 @@ def expand(
     if (roots is None) == (tree is None):
         fail("give exactly one of --roots FILE or --tree NAME_OR_PATH")
     if roots is not None:
+        from condor.documents import decode_utf8
+
         try:
-            lines = roots.read_text(encoding="utf-8").splitlines()
+            lines = decode_utf8(roots.read_bytes(), roots, TreeError).splitlines()
             start = tree_from_roots(lines, name=roots.stem, language=lang)
         except OSError as exc:
             fail(f"{roots}: cannot read ({exc.strerror or exc})")
-        except UnicodeDecodeError:
-            fail(f"{roots}: not UTF-8 text; a roots file is UTF-8, one root tag per line")
         except TreeError as exc:
-            fail(f"{roots}: {exc}")
+            fail(str(exc) if str(exc).startswith(str(roots)) else f"{roots}: {exc}")
     else:
         start = _load(tree)
     branch = parse_path(under or "")
