@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from condor.filemodes import file_mode
+from condor.files import file_mode
 from condor.llm.base import Capabilities, ChatRequest, Completion, LLMBackend, request_key
 
 CACHE_FORMAT = "condor-cache v1"

@@ -30,7 +30,7 @@ from condor.llm.settings import describe_change, settings_key
 from condor.run.executor import StageOutcome
 from condor.run.local import StageRunner
 from condor.run.progress import ProgressBoard
-from condor.filemodes import file_mode
+from condor.files import file_mode
 from condor.run.store import RunDirectory, RunStoreError, atomic_write_lines, dumps
 from condor.stages.base import Record, Stage
 

@@ -24,12 +24,12 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from condor.filemodes import file_mode
+# Re-exported: callers write whole files through the run store's names.
+from condor.files import atomic_write_lines, atomic_write_text  # noqa: F401
 
 if TYPE_CHECKING:
     from condor.run.lock import RunLock
@@ -37,53 +37,15 @@ if TYPE_CHECKING:
 RUN_FORMAT = "condor-run v1"
 LOCK_FILE = ".lock"
 _WRITER = re.compile(r"[A-Za-z0-9._-]{1,64}")
-#: What Condor writes at the top of a run directory. One of these in a directory without a manifest
-#: belongs to someone else (an earlier export, a dataset copied there) and is not written over.
-OWN_NAMES = frozenset({
-    "manifest.json", "plan.jsonl", "stages", "inputs", "exports", "output.jsonl", "sft.jsonl", "void.jsonl",
-    "preference.jsonl", "rejected.jsonl",
-})
+#: The datasets Condor writes at the top of a run directory. One of these in a directory without a
+#: manifest belongs to someone else (a dataset copied there, another tool's output): not written over.
+OUTPUT_NAMES = frozenset({"output.jsonl", "sft.jsonl", "void.jsonl", "preference.jsonl", "rejected.jsonl"})
+#: Everything Condor writes at the top of a run directory: never read as an input of the same run.
+OWN_NAMES = OUTPUT_NAMES | {"manifest.json", "plan.jsonl", "stages", "inputs", "exports"}
 
 
 class RunStoreError(RuntimeError):
     """The run directory is unusable or was made by an incompatible run; the message says how to proceed."""
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a whole file or nothing: temp file in the same directory, fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, file_mode())
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_lines(path: Path, lines: Iterator[str]) -> int:
-    """Stream lines into a temp file and rename it into place; returns the number of lines."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    count = 0
-    try:
-        os.fchmod(fd, file_mode())
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for line in lines:
-                handle.write(line)
-                handle.write("\n")
-                count += 1
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return count
 
 
 def dumps(obj: Any) -> str:
@@ -369,7 +331,7 @@ class RunDirectory:
             self._refuse_foreign()
 
     def _refuse_foreign(self) -> None:
-        found = sorted(path.name for path in self.root.iterdir() if path.name in OWN_NAMES)
+        found = sorted(path.name for path in self.root.iterdir() if path.name in OUTPUT_NAMES)
         if found:
             raise RunStoreError(
                 f"{self.root} holds {', '.join(found)} but no manifest.json, so it is not a Condor run directory "
