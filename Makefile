@@ -34,7 +34,7 @@ $(VENV)/.demo-installed: pyproject.toml $(CONSTRAINTS) $(VENV)/.llama-installed
 
 $(VENV)/.test-installed: pyproject.toml $(CONSTRAINTS) $(VENV)/.llama-installed
 	$(PIP) $(TORCH)
-	$(PIP) -e '.[embedded,embeddings,test,export,judge,report]'
+	$(PIP) -e '.[embedded,embeddings,test,export,judge,report,ray]'
 	touch $@ $(VENV)/.demo-installed
 
 # The report's browser tests drive Debian's chromium (Playwright's own browser download is never used).
@@ -54,17 +54,20 @@ lock:
 	$(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/pip install -q pip==$(PIP_VERSION)
 	CMAKE_ARGS="$(LLAMA_CMAKE)" CMAKE_BUILD_PARALLEL_LEVEL=2 $(LOCK_VENV)/bin/pip install -q $(LLAMA) $(TORCH)
-	$(LOCK_VENV)/bin/pip install -q '.[embedded,embeddings,test,export,judge,report]'
+	$(LOCK_VENV)/bin/pip install -q '.[embedded,embeddings,test,export,judge,report,ray]'
 	{ echo "# Exact versions that make demo, make test and CI install (pip -c constraints.txt)."; \
 	  echo "# Refresh with 'make lock' after changing dependencies in pyproject.toml; commit the result."; \
 	  $(LOCK_VENV)/bin/pip freeze --exclude-editable | grep -v -i '^condor-data' | sed 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/'; \
 	} > $(CONSTRAINTS)
 	rm -rf $(LOCK_VENV) build
 
-# The whole pipeline on the embedded model, with demo-sized settings (a few minutes on 2 cores).
-# Rerunning resumes; `make demo DEMO_OUT=elsewhere` starts a fresh run directory.
+# The whole pipeline on the embedded model, with demo-sized settings (a few minutes on 2 cores), then a
+# look at a few kept rows and the offline HTML report. Rerunning resumes (no model calls once finished);
+# `make demo DEMO_OUT=elsewhere` starts a fresh run directory.
 demo: $(VENV)/.demo-installed
 	HF_HUB_OFFLINE=1 $(BIN)/condor run -o $(DEMO_OUT)
+	@$(BIN)/condor show $(DEMO_OUT) --rows 3
+	@HF_HUB_OFFLINE=1 $(BIN)/condor report $(DEMO_OUT) -o $(DEMO_OUT)/report.html
 
 test: $(VENV)/.test-installed $(VENV)/.browser-installed $(VENV)/.terminal-installed
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -ra

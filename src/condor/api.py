@@ -25,7 +25,9 @@ from condor.run.settings import Settings, effective_settings
 from condor.run.steps import Step, resolve
 
 if TYPE_CHECKING:
+    from condor.run.executor import Executor
     from condor.run.failures import FailureReport
+    from condor.run.progress import ProgressBoard
     from condor.run.target import TargetOutcome
 
 __all__ = [
@@ -90,9 +92,7 @@ async def arun_pipeline(
     force: bool = False,
 ) -> PipelineResult:
     """Run (or resume) the pipeline into the run directory ``out``; see :func:`run_pipeline`."""
-    from condor.llm.registry import close_backends, open_role_backends
     from condor.run.failures import failure_report
-    from condor.run.local import LocalExecutor
     from condor.run.orchestrate import StepRunner
     from condor.run.plan import load_or_create_plan
     from condor.run.progress import ProgressBoard
@@ -123,11 +123,10 @@ async def arun_pipeline(
         cache_path = Path(cfg.cache) if cfg.cache else run.root / "cache.sqlite"
         if not cfg.cache:
             refuse_symlink(cache_path)
-        backends = await open_role_backends(cfg, cache_path)
+        board = ProgressBoard(quiet=quiet)
+        executor = await open_executor(cfg, cache_path, board, retry_failed)
         try:
-            with ProgressBoard(quiet=quiet) as board:
-                structured = {role: cfg.backend_for(role).structured for role in backends}
-                executor = LocalExecutor(backends, structured=structured, board=board, retry_failed=retry_failed)
+            with board:
                 runner = StepRunner(run, executor, retry_failed=retry_failed)
                 outcome = None
                 if target:
@@ -136,7 +135,7 @@ async def arun_pipeline(
                 else:
                     reader = await runner.run_steps(chosen)
         finally:
-            await close_backends(backends)
+            await executor.aclose()
         run.manifest["final"] = {"step": _final_step(chosen), **EXPORTS[mode], "limit": target}
         if outcome is not None:
             run.manifest["target"] = {"target": outcome.target, "kept": outcome.kept, "draws": outcome.draws,
@@ -148,6 +147,24 @@ async def arun_pipeline(
     result.failures = failure_report(reader, summary.sft, cfg.pipeline.max_failure_share,
                                      result.rejections_by_reason() if not summary.sft else None)
     return result
+
+
+async def open_executor(cfg: RunConfig, cache_path: Path | None, board: "ProgressBoard",
+                        retry_failed: bool = False) -> "Executor":
+    """The executor the config asks for (``executor: local`` or ``ray``), its backends checked.
+
+    Close it with ``await executor.aclose()``: that releases its backends (and a Ray it started).
+    """
+    if cfg.executor == "ray":
+        from condor.run.ray import RayExecutor
+
+        return await RayExecutor.open(cfg, cache_path, board=board, retry_failed=retry_failed)
+    from condor.llm.registry import open_role_backends
+    from condor.run.local import LocalExecutor
+
+    backends = await open_role_backends(cfg, cache_path)
+    structured = {role: cfg.backend_for(role).structured for role in backends}
+    return LocalExecutor(backends, structured=structured, board=board, retry_failed=retry_failed, owns_backends=True)
 
 
 def run_pipeline(config: RunConfig | str | Path | None, out: str | Path, **options) -> PipelineResult:
