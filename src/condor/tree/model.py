@@ -63,6 +63,11 @@ def name_key(name: str) -> str:
 _UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
 
 
+def strip_unprintable(text: str) -> str:
+    """``text`` without control or bidirectional-override characters (nothing else changes)."""
+    return text if text.isascii() and text.isprintable() else _UNPRINTABLE.sub("", text)
+
+
 def clean_name(name: str) -> str:
     """A name as stored: NFC, without control or bidirectional-override characters, whitespace collapsed."""
     if name.isascii() and name.isprintable():

@@ -15,7 +15,7 @@ import math
 import re
 from typing import Any
 
-from condor.tree.model import clean_name
+from condor.tree.model import strip_unprintable
 
 _FENCE = re.compile(r"```[a-zA-Z]*\s*(.*?)```", re.S)
 _MARKER = re.compile(
@@ -205,6 +205,7 @@ def _names_from_lines(body: str) -> list[str]:
 
 
 def _clean(name: str) -> str:
-    name = clean_name(name.replace("**", ""))
+    # Invisible controls go; the text is otherwise kept as the model wrote it (NFC comes when it is stored).
+    name = " ".join(strip_unprintable(name.replace("**", "")).split())
     name = name.lstrip(_QUOTES).rstrip(_TRAILING)
     return " ".join(name.split())
