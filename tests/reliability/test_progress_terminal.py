@@ -72,18 +72,23 @@ class Terminal:
 @pytest.mark.parametrize("width", [80, 100])
 def test_each_step_is_one_line_that_fits_the_terminal(tmp_path, width):
     with FakeChatServer(latency=0.05, responder=respond) as server:
+        server.queue_faults("400")  # one failed item, so the row has its failure count to fit in too
         terminal = Terminal(tmp_path, width)
         try:
             terminal.start("run", "-o", tmp_path / "out", "--leaves", "2", "--tasks", "view,creation", "--rounds", "1",
                            "--base-url", server.base_url, "--model", "fake-model", "--concurrency", "2")
             assert terminal.finished(300) in (0, 1)
             lines, joined = terminal.screen(), terminal.screen(joined=True)
-            for step in STEPS:
-                rows = [line for line in lines if line.startswith(step + " ")]
-                assert len(rows) == 1, "\n".join(lines)
-                # Not wrapped: joining wrapped lines (-J) leaves the row as it is.
-                assert rows == [line for line in joined if line.startswith(step + " ")], "\n".join(lines)
-                assert len(rows[0]) < width and "/" in rows[0] and "req/s" in rows[0], rows[0]
+            shown = "\n".join(lines)
+            # The steps' rows are the first lines, one each, and the summary follows at once: no row
+            # was broken in two, neither by rich inside its table nor by the terminal.
+            assert [line.split()[0] for line in lines[: len(STEPS)]] == list(STEPS), shown
+            assert lines[len(STEPS)].startswith("dataset:"), shown
+            assert "failed 1" in lines[0], lines[0]
+            for row in lines[: len(STEPS)]:
+                assert len(row) < width and "/" in row and "req/s" in row, row
+                # Not wrapped by the terminal either: joining wrapped lines (-J) leaves the row as it is.
+                assert row in joined, shown
         finally:
             terminal.close()
 
