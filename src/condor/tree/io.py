@@ -162,11 +162,18 @@ def dumps_tree(tree: KnowledgeTree, kind: str = "yaml") -> str:
 
 
 def save_tree(tree: KnowledgeTree, path: str | FsPath) -> None:
-    """Write ``tree`` as YAML, or JSON when the name ends in ``.json``."""
+    """Write ``tree`` as YAML, or JSON when the name ends in ``.json``, streamed to the file (a tree of
+    millions of leaves is never held as one string)."""
     path = FsPath(path)
     if path.parent != FsPath(""):
         path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(dumps_tree(tree, file_kind(path)), encoding="utf-8")
+    data = tree_to_dict(tree)
+    with path.open("w", encoding="utf-8") as handle:
+        if file_kind(path) == "json":
+            json.dump(data, handle, ensure_ascii=False, indent=2)
+            handle.write("\n")
+        else:
+            yaml.safe_dump(data, handle, allow_unicode=True, sort_keys=False, width=120)
 
 
 def resolve_tree(name_or_path: str, warnings: list[str] | None = None) -> KnowledgeTree:

@@ -71,7 +71,8 @@ def strip_unprintable(text: str) -> str:
 def clean_name(name: str) -> str:
     """A name as stored: NFC, without control or bidirectional-override characters, whitespace collapsed."""
     if name.isascii() and name.isprintable():
-        return " ".join(name.split())
+        # Most names are already clean: keep the very string (millions of leaves, no copies).
+        return name if "  " not in name and name.strip() == name else " ".join(name.split())
     return " ".join(_UNPRINTABLE.sub("", unicodedata.normalize("NFC", name)).split())
 
 

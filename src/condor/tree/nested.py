@@ -50,6 +50,13 @@ class NestedReader:
 
     def children(self, value: Any, path: Path, line: int | None = None) -> list[TreeNode]:
         """The children described by ``value``, found at ``path``."""
+        nodes = self._children(value, path, line)
+        # The list is complete: its key index is needed again only if a later duplicate merges into it
+        # (then it is built anew), so memory holds the indexes of one path from the root, not the tree's.
+        self._indexes.pop(id(nodes), None)
+        return nodes
+
+    def _children(self, value: Any, path: Path, line: int | None) -> list[TreeNode]:
         nodes: list[TreeNode] = []
         if value is None:
             return nodes
