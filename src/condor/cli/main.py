@@ -34,7 +34,7 @@ def _root(
 
 def _register() -> None:
     # Command modules keep their heavy imports inside the commands, so registering them all is cheap.
-    from condor.cli import export, generate, judge, pipeline, report, tree
+    from condor.cli import export, generate, iterate, judge, pipeline, report, train, tree
 
     generate.register(app)
     pipeline.register(app)
@@ -42,6 +42,8 @@ def _register() -> None:
     judge.register(app)
     report.register(app)
     tree.register(app)
+    train.register(app)
+    iterate.register(app)
 
 
 _register()

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 BACKENDS: dict[str, str] = {
     "openai": "condor.llm.openai:OpenAIBackend",
     "embedded": "condor.llm.embedded:EmbeddedBackend",
+    "transformers": "condor.llm.transformers:TransformersBackend",
 }
 
 
