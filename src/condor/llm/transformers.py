@@ -10,8 +10,11 @@ the event loop keeps serving progress and writes.
 Failures are values: a prompt longer than the context, or an error inside ``generate``, fails the
 requests of that batch only. Seeds: a batch is seeded with the seed of its first request, so a rerun of
 the same batch samples the same text; two requests in one batch do not get independent seeds.
-Leaves out: schema-constrained decoding (``structured`` is False, so stages use their text formats and
-the recovery ladder), streaming, speculative decoding and multi-GPU sharding.
+JSON schemas are enforced with llguidance (:mod:`condor.llm.constrained`) when it is installed (the
+``train`` extra has it), so a small model's question sets and critiques parse, and schemas are asked for
+from the first attempt, as with the embedded backend; without it ``structured`` is off and stages use
+their text formats and the recovery ladder. Leaves out: streaming, speculative decoding and multi-GPU
+sharding.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Sequence
 
+from condor.llm import constrained
 from condor.llm.base import BackendUnavailable, Capabilities, ChatRequest, Completion, LLMBackend, with_defaults
 from condor.llm.hf_models import fingerprint, load_model, load_tokenizer, pick_device, resolve_source, torch_dtype
 
@@ -47,13 +51,20 @@ class TransformersBackend(LLMBackend):
         self.batch_size = batch_size
         # The window of records in flight is sized from this; the batcher gathers their requests.
         self.concurrency = batch_size
-        self.capabilities = Capabilities(structured=False, native_batching=True, max_batch=batch_size)
+        self._structured = constrained.available()
+        self.capabilities = self._capabilities(None)
         self._device_name, self._dtype_name = device, dtype
         self._defaults = {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "seed": seed}
         self._model: Any = None
         self._tokenizer: Any = None
         self._context: int | None = None
+        self._guidance: constrained.GuidanceTokenizer | None = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="condor-transformers")
+
+    def _capabilities(self, context: int | None) -> Capabilities:
+        # Constrained decoding is local and cheap, and a small model needs it: ask for schemas first.
+        return Capabilities(structured=self._structured, schema_first=self._structured, native_batching=True,
+                            max_batch=self.batch_size, max_context=context)
 
     @classmethod
     def from_settings(cls, settings: "TransformersSettings") -> "TransformersBackend":
@@ -72,8 +83,9 @@ class TransformersBackend(LLMBackend):
         self._model = load_model(self.source, dtype=torch_dtype(self._dtype_name, device), device=device)
         self._device = device
         self._context = getattr(self._model.config, "max_position_embeddings", None)
-        self.capabilities = Capabilities(structured=False, native_batching=True, max_batch=self.batch_size,
-                                         max_context=self._context)
+        self.capabilities = self._capabilities(self._context)
+        if self._structured:
+            self._guidance = constrained.GuidanceTokenizer(self._tokenizer, self._model.config.vocab_size)
 
     def resolve(self, request: ChatRequest) -> ChatRequest:
         return with_defaults(request, **self._defaults)
@@ -108,6 +120,7 @@ class TransformersBackend(LLMBackend):
 
     def _generate_batch(self, batch: list[ChatRequest]) -> list[Completion]:
         import torch
+        from transformers import LogitsProcessorList
 
         tokenizer, model = self._tokenizer, self._model
         first = batch[0]
@@ -131,13 +144,19 @@ class TransformersBackend(LLMBackend):
         seed = first.effective_seed()
         if seed is not None:
             torch.manual_seed(seed)
+        stops = {tokenizer.eos_token_id, *(_as_list(getattr(model.generation_config, "eos_token_id", None)))}
         try:
+            if any(r.json_schema is not None for r in batch):
+                if self._guidance is None:
+                    return [Completion.failed("this backend cannot constrain output to a schema (llguidance is "
+                                              "not installed)") for _ in batch]
+                constraint = constrained.SchemaConstraint(self._guidance, [r.json_schema for r in batch], length, stops)
+                sampling["logits_processor"] = LogitsProcessorList([constraint])
             with torch.inference_mode():
                 output = model.generate(**encoded.to(self._device), max_new_tokens=max_new,
                                         pad_token_id=tokenizer.pad_token_id, **sampling)
-        except (RuntimeError, ValueError) as exc:  # out of memory, a bad generation setting
+        except (RuntimeError, ValueError) as exc:  # out of memory, a bad generation setting, an unusable schema
             return [Completion.failed(f"transformers: {str(exc)[:300]}") for _ in batch]
-        stops = {tokenizer.eos_token_id, *(_as_list(getattr(model.generation_config, "eos_token_id", None)))}
         completions = []
         for row, request in enumerate(batch):
             new = output[row, length:].tolist()

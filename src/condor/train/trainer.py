@@ -113,7 +113,7 @@ def _precision(settings: TrainSettings, device: str) -> dict[str, bool]:
 
 
 def _trainer(method: Method, model: Any, tokenizer: Any, rows: list[dict], out: Path, settings: TrainSettings,
-             device: str, monitor: Any) -> Any:
+             device: str, precision: dict[str, bool], monitor: Any) -> Any:
     from datasets import Dataset
     from transformers import PrinterCallback
     from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
@@ -124,7 +124,7 @@ def _trainer(method: Method, model: Any, tokenizer: Any, rows: list[dict], out: 
         gradient_accumulation_steps=settings.gradient_accumulation, warmup_steps=settings.warmup_ratio,
         logging_steps=settings.logging_steps, save_strategy="steps", save_steps=settings.save_steps,
         save_total_limit=1, seed=settings.seed, report_to="none", disable_tqdm=True, use_cpu=device == "cpu",
-        max_length=settings.max_length, dataloader_num_workers=0, **_precision(settings, device),
+        max_length=settings.max_length, dataloader_num_workers=0, **precision,
     )
     peft_config = None
     if settings.lora:
@@ -176,23 +176,24 @@ def _train_locked(method: Method, data: str | Path, out: Path, settings: TrainSe
     state = _read_state(out)
     if state is not None and state.get("status") == "done":
         return TrainResult.from_state(out, state)
-    _imports()
     try:
         training = load_training_data(data, method, out / "data")
         base = resolve_source(settings.base_model)
         key = run_key(method, training.fingerprint(), fingerprint(base), settings)
     except TrainDataError as exc:
         raise TrainError(str(exc)) from None
-    if state is not None and state.get("key") != key:
-        raise TrainError(f"{out} holds a training run with other data, base model or settings; rerun that command "
-                         "to resume it, or choose another --output")
-    atomic_write_text(out / STATE_FILE, json.dumps({"format": STATE_FORMAT, "status": "running", "key": key,
-                                                    "method": method}, indent=2))
+    _imports()
+    device = pick_device(settings.device)
+    precision = _precision(settings, device)
     from transformers.trainer_utils import get_last_checkpoint
 
     from condor.train.progress import TrainingMonitor, loss_points, read_log
 
-    device = pick_device(settings.device)
+    checkpoints = out / CHECKPOINTS
+    resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    if resume is not None and (state is None or state.get("key") != key):
+        raise TrainError(f"{out} holds checkpoints of a training run with other data, base model or settings; "
+                         "rerun that command to resume it, or choose another --output")
     tokenizer = load_tokenizer(base)
     if settings.chat_template:
         try:
@@ -202,17 +203,17 @@ def _train_locked(method: Method, data: str | Path, out: Path, settings: TrainSe
     if not getattr(tokenizer, "chat_template", None):
         raise TrainError(f"the tokenizer of {base.path} has no chat template; give one with --chat-template FILE")
     model = load_model(base, merge=True)
-    checkpoints = out / CHECKPOINTS
-    resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     if resume is None:
         (out / "training_log.jsonl").unlink(missing_ok=True)  # a fresh start: no lines of an earlier attempt
+    atomic_write_text(out / STATE_FILE, json.dumps({"format": STATE_FORMAT, "status": "running", "key": key,
+                                                    "method": method}, indent=2))
     monitor = TrainingMonitor(out, f"{method} train", quiet=quiet)
     started = time.monotonic()
     try:
         with warnings.catch_warnings():
             # Deprecation notices of the libraries' own defaults: nothing a user of this command can act on.
             warnings.simplefilter("ignore", FutureWarning)
-            trainer = _trainer(method, model, tokenizer, training.rows, out, settings, device, monitor)
+            trainer = _trainer(method, model, tokenizer, training.rows, out, settings, device, precision, monitor)
             trainer.train(resume_from_checkpoint=resume)
     except (ValueError, RuntimeError) as exc:  # a length too short for the prompts, out of memory, ...
         raise TrainError(f"training failed: {str(exc).strip().splitlines()[0][:300]}") from None
