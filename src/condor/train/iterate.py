@@ -25,6 +25,7 @@ new best model in between; see docs/training.md).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -100,7 +101,9 @@ def data_config(config: RunConfig, settings: IterateSettings, policy: str | None
 
 
 def answers_config(settings: IterateSettings, policy: str | None) -> RunConfig:
-    return RunConfig(llm=policy_backend(settings, policy), pipeline=PipelineConfig(relevance="off"))
+    # The pipeline's plan is not used by an answers run (its questions come from heldout.jsonl): keep it tiny.
+    pipeline = PipelineConfig(relevance="off", leaves=1, tasks=["domain_qa"])
+    return RunConfig(llm=policy_backend(settings, policy), pipeline=pipeline)
 
 
 async def _training_rows(settings: IterateSettings, config: RunConfig, data: Path, work: Path,
@@ -114,8 +117,6 @@ async def _training_rows(settings: IterateSettings, config: RunConfig, data: Pat
         await ajudge_runs(fixed_judge(config), run=data, grade=False, pairwise=True, quiet=quiet)
     exported = export_dataset(data, "messages" if settings.method == "sft" else "dpo", work / "export")
     lines = exported.files["train"].read_text(encoding="utf-8").splitlines()
-    import json
-
     rows = [json.loads(line) for line in lines if line.strip()]
     questions = {question_key(q["question"]) for q in read_heldout(work.parent)}
     return without_heldout(rows, set(heldout["leaves"]), questions)
