@@ -34,13 +34,14 @@ def _root(
 
 def _register() -> None:
     # Command modules keep their heavy imports inside the commands, so registering them all is cheap.
-    from condor.cli import export, generate, iterate, judge, pipeline, report, train, tree
+    from condor.cli import export, generate, iterate, judge, pipeline, report, show, train, tree
 
     generate.register(app)
     pipeline.register(app)
     export.register(app)
     judge.register(app)
     report.register(app)
+    show.register(app)
     tree.register(app)
     train.register(app)
     iterate.register(app)
