@@ -20,7 +20,7 @@ from condor_responder import respond
 from fake_server import FakeChatServer
 from judge.verdicts import pairwise_judge
 
-pytestmark = [pytest.mark.slow, pytest.mark.train]
+pytestmark = [pytest.mark.slow, pytest.mark.train, pytest.mark.timeout(1800)]
 pytest.importorskip("trl", reason="the train extra is installed by `make test`")
 
 from condor.llm.embedded import default_model_path  # noqa: E402

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.train]
+pytestmark = [pytest.mark.slow, pytest.mark.train, pytest.mark.timeout(1800)]
 pytest.importorskip("trl", reason="the train extra is installed by `make test`")
 pytest.importorskip("peft")
 pytest.importorskip("gguf")

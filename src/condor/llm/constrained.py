@@ -47,6 +47,8 @@ class SchemaConstraint:
         self.prompt_length = prompt_length
         self.eos_ids = sorted(i for i in eos_ids if i is not None and 0 <= i < self.vocab_size)
         self.matchers: list[Any] = []
+        #: Rows whose matcher failed, with llguidance's reason (the row was ended there).
+        self.errors: dict[int, str] = {}
         for schema in schemas:
             if schema is None:
                 self.matchers.append(None)
@@ -70,6 +72,8 @@ class SchemaConstraint:
                 continue
             if step > 0 and not matcher.is_stopped() and not matcher.is_error():
                 matcher.consume_token(int(input_ids[row, -1]))
+            if matcher.is_error() and row not in self.errors:
+                self.errors[row] = matcher.get_error()[:200]
             if matcher.is_stopped() or matcher.is_error():
                 self._only_eos(scores, row)
                 continue

@@ -119,22 +119,38 @@ class TransformersBackend(LLMBackend):
         return [r if r is not None else Completion.failed("not generated") for r in results]
 
     def _generate_batch(self, batch: list[ChatRequest]) -> list[Completion]:
+        """One padded batch; a request whose own prompt does not fit the context fails alone."""
+        tokenizer = self._tokenizer
+        max_new = batch[0].max_tokens or self._defaults["max_tokens"]
+        results: list[Completion | None] = [None] * len(batch)
+        prompts: dict[int, str] = {}
+        for index, request in enumerate(batch):
+            try:
+                prompt = tokenizer.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=False)
+            except Exception as exc:  # a template that rejects a message list (roles out of order, say)
+                results[index] = Completion.failed(f"chat template: {str(exc)[:200]}")
+                continue
+            length = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+            if self._context is not None and length + max_new > self._context:
+                results[index] = Completion.failed(
+                    f"prompt of {length} tokens plus {max_new} new ones exceeds the context of {self._context}")
+                continue
+            prompts[index] = prompt
+        if prompts:
+            rows = list(prompts)
+            for index, completion in zip(rows, self._generate_rows([batch[i] for i in rows], [prompts[i] for i in rows],
+                                                                  max_new)):
+                results[index] = completion
+        return [r if r is not None else Completion.failed("not generated") for r in results]
+
+    def _generate_rows(self, batch: list[ChatRequest], prompts: list[str], max_new: int) -> list[Completion]:
         import torch
         from transformers import LogitsProcessorList
 
         tokenizer, model = self._tokenizer, self._model
         first = batch[0]
-        max_new = first.max_tokens or self._defaults["max_tokens"]
-        try:
-            prompts = [tokenizer.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False)
-                       for r in batch]
-        except Exception as exc:  # a template that rejects a message list (roles out of order, say)
-            return [Completion.failed(f"chat template: {str(exc)[:200]}") for _ in batch]
         encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         length = encoded["input_ids"].shape[1]
-        if self._context is not None and length + max_new > self._context:
-            message = f"prompt of {length} tokens plus {max_new} new ones exceeds the context of {self._context}"
-            return [Completion.failed(message) for _ in batch]
         sampling: dict[str, Any] = {"do_sample": False}
         temperature = first.temperature or 0.0
         if temperature > 0:
@@ -145,6 +161,7 @@ class TransformersBackend(LLMBackend):
         if seed is not None:
             torch.manual_seed(seed)
         stops = {tokenizer.eos_token_id, *(_as_list(getattr(model.generation_config, "eos_token_id", None)))}
+        constraint = None
         try:
             if any(r.json_schema is not None for r in batch):
                 if self._guidance is None:
@@ -168,8 +185,13 @@ class TransformersBackend(LLMBackend):
                 if stop and stop in text:
                     text, finish = text[: text.index(stop)], "stop"
             prompt_tokens = int(encoded["attention_mask"][row].sum())
-            completions.append(Completion(text=text, finish_reason=finish, prompt_tokens=prompt_tokens,
-                                          completion_tokens=len(tokens), model=self.source.path.name))
+            completion = Completion(text=text, finish_reason=finish, prompt_tokens=prompt_tokens,
+                                    completion_tokens=len(tokens), model=self.source.path.name)
+            if constraint is not None and row in constraint.errors:
+                # The schema could not be followed; the cut-off text goes on to the parser and the ladder.
+                completion.finish_reason = "length"
+                completion.extra["constraint_error"] = constraint.errors[row]
+            completions.append(completion)
         return completions
 
     async def aclose(self) -> None:

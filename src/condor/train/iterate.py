@@ -202,3 +202,18 @@ async def aiterate(out: str | Path, settings: IterateSettings | None = None, con
     finally:
         lock.release()
     return IterateResult(root, ledger, notes)
+
+
+def iterate(out: str | Path, settings: IterateSettings | None = None, config: RunConfig | str | Path | None = None,
+            **options: Any) -> IterateResult:
+    """``condor iterate`` as a function: run or resume the iterations in ``out``.
+
+    ``config`` is the run configuration (a :class:`~condor.config.RunConfig` or a YAML file); options:
+    ``quiet``, ``say`` (a function that receives one line per phase).
+    """
+    import asyncio
+
+    from condor.config import load_config
+
+    cfg = config if isinstance(config, RunConfig) or config is None else load_config(config)
+    return asyncio.run(aiterate(out, settings, cfg, **options))
