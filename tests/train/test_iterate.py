@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -120,8 +121,20 @@ def test_a_served_generator_is_pointed_at_each_new_best_model(tmp_path):
             "generator": {"backend": "openai", "base_url": server.base_url, "model": "{policy}", "max_tokens": 64},
         })
         out = tmp_path / "iter"
-        first = condor("iterate", "-o", str(out), "-n", "1", "-c", str(config), "--settings", str(settings))
+        command = [sys.executable, "-m", "condor.cli.main", "iterate", "-o", str(out), "-n", "1", "-c", str(config),
+                   "--settings", str(settings)]
+        # Killed once its data is made: the rerun must not ask the policy to write any of it again.
+        killed = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 900
+        while not (out / "iter-1" / "train.jsonl").exists():
+            assert killed.poll() is None and time.monotonic() < deadline, "the loop did not get to training"
+            time.sleep(0.1)
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(timeout=60)
+        seen = server.request_count
+        first = subprocess.run(command, capture_output=True, text=True, timeout=1200)
         assert first.returncode == 0, first.stderr[-3000:]
+        assert not any("Knowledge tag" in body["messages"][-1]["content"] for body in server.request_log[seen:])
         questions = {q["question"] for q in read_jsonl(out / "heldout.jsonl")}
 
         def asked(model_dir: str) -> int:

@@ -10,7 +10,7 @@ from condor.config import RunConfig
 from condor.llm.settings import OpenAISettings
 from condor.train.heldout import choose_heldout, without_heldout
 from condor.train.iterate import fixed_judge, policy_backend, sized
-from condor.train.ledger import IterateError, Ledger, decide, load_ledger, render_table, save_ledger, settings_key
+from condor.train.ledger import IterateError, decide, load_ledger, render_table, save_ledger, settings_key
 from condor.train.settings import IterateSettings
 
 
