@@ -13,11 +13,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from condor.errors import ConfigError
-from condor.llm.settings import KINDS, BackendSettings, CommonSettings, EmbeddedSettings, OpenAISettings
+from condor.llm.settings import KINDS, BackendSettings, CommonSettings, EmbeddedSettings, OpenAISettings, VLLMSettings
 
 __all__ = [
     "ROLES", "BackendSettings", "CommonSettings", "ConfigError", "EmbeddedSettings", "OpenAISettings",
-    "PipelineConfig", "RunConfig", "load_config",
+    "PipelineConfig", "RunConfig", "VLLMSettings", "load_config",
 ]
 
 ROLES = ("question_writer", "answerer", "critic", "refiner", "judge")
@@ -88,7 +88,7 @@ class RunConfig(_Strict):
             raise ValueError(f"unknown role(s) {unknown}; known roles are {list(ROLES)}")
         return value
 
-    def backend_for(self, role: str) -> OpenAISettings | EmbeddedSettings:
+    def backend_for(self, role: str) -> OpenAISettings | EmbeddedSettings | VLLMSettings:
         return self.roles.get(role, self.llm)
 
     def given(self, dotted: str) -> bool:
