@@ -64,10 +64,25 @@ class PipelineConfig(_Strict):
     max_requests: int | None = Field(
         None, ge=1, description="Request budget of a --target run (default: 30 per target row)."
     )
+    shard: str | None = Field(
+        None,
+        description="Run only shard i of N of the plan (i/N, i from 0), on one of N machines; `condor merge` joins the shards.",
+    )
     decontaminate: list[str] = Field(
         default_factory=list,
         description="Benchmark prompt files (JSONL, JSON array or plain lines); overlapping questions are dropped.",
     )
+
+
+    @field_validator("shard")
+    @classmethod
+    def _shard(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from condor.run.shards import parse_shard
+
+        index, count = parse_shard(value)
+        return f"{index}/{count}"
 
 
 class RunConfig(_Strict):

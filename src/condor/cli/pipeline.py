@@ -28,6 +28,7 @@ from condor.cli.options import (
 
 TargetOpt = pipeline_option("target", "--target", int, min=1)
 MaxRequestsOpt = pipeline_option("max_requests", "--max-requests", int, min=1)
+ShardOpt = pipeline_option("shard", "--shard", str, "Each shard writes its own run directory.")
 DecontaminateOpt = Annotated[Optional[list[Path]], typer.Option(
     "--decontaminate", help="Benchmark prompts file (JSONL, JSON array or plain lines); repeat for several. "
     "Questions that share 13 words in a row with one are dropped.")]
@@ -90,13 +91,14 @@ def void(
     target: TargetOpt = None,
     max_requests: MaxRequestsOpt = None,
     decontaminate: DecontaminateOpt = None,
+    shard: ShardOpt = None,
     retry_failed: RetryOpt = False,
     quiet: QuietOpt = False,
     flags: ModelFlags = ModelFlags(),
 ) -> None:
     """Condor Void: sample tags, write easy/medium/hard questions per task, filter them, answer them."""
     _execute(flags, output, "void", quiet, retry_failed, tree=tree, leaves=leaves, tasks=tasks, lang=lang, seed=seed,
-             target=target, max_requests=max_requests, decontaminate=decontaminate)
+             target=target, max_requests=max_requests, decontaminate=decontaminate, shard=shard)
 
 
 @model_options
@@ -126,13 +128,15 @@ def run(
     target: TargetOpt = None,
     max_requests: MaxRequestsOpt = None,
     decontaminate: DecontaminateOpt = None,
+    shard: ShardOpt = None,
     retry_failed: RetryOpt = False,
     quiet: QuietOpt = False,
     flags: ModelFlags = ModelFlags(),
 ) -> None:
     """The whole pipeline: tree sampling, Condor Void, Condor Refine, export to OUT/sft.jsonl."""
     _execute(flags, output, "run", quiet, retry_failed, tree=tree, leaves=leaves, tasks=tasks, rounds=rounds,
-             select=select, lang=lang, seed=seed, target=target, max_requests=max_requests, decontaminate=decontaminate)
+             select=select, lang=lang, seed=seed, target=target, max_requests=max_requests, decontaminate=decontaminate,
+             shard=shard)
 
 
 def register(app: typer.Typer) -> None:
