@@ -81,6 +81,16 @@ def test_config_file_takes_a_list(tmp_path):
         load_config(path)
 
 
+def test_replica_settings_travel_like_ray_ships_them():
+    import pickle
+
+    config = OpenAISettings(base_url=["http://a:1/v1", "http://b:2/v1"], model="m", replica_cooldown=3)
+    backend = build_backend(pickle.loads(pickle.dumps(config)))
+    assert isinstance(backend, ReplicaBackend) and backend.cooldown == 3
+    assert [r.url for r in backend.replicas] == ["http://a:1/v1", "http://b:2/v1"]
+    assert backend.identity == "openai:replicas:m" and backend.concurrency == 2 * config.concurrency
+
+
 # ------------------------------------------------------------------------------------ spreading load
 
 

@@ -141,6 +141,18 @@ def test_merged_shards_hold_the_records_of_one_unsharded_run(runs, server):
     assert (root / "report.html").stat().st_size > 1000
 
 
+def test_void_then_refine_in_each_shard_merges_to_the_same_run(runs):
+    root, common = runs
+    void_args = [a for a in common]
+    rounds = void_args.index("--rounds")
+    del void_args[rounds:rounds + 2]
+    for index in range(2):
+        cli("void", "-o", root / f"v{index}", "--shard", f"{index}/2", *void_args)
+        cli("refine", "-o", root / f"v{index}", "--rounds", "1", *void_args[void_args.index("--base-url"):])
+    merged(root, "v0", "v1", out="void-refine")
+    assert read_jsonl(root / "void-refine" / "sft.jsonl") == read_jsonl(root / "full" / "sft.jsonl")
+
+
 # ------------------------------------------------------------------------------------ mismatches
 
 
