@@ -118,6 +118,29 @@ async def test_a_slow_replica_gets_less_work_than_round_robin_would_give_it(serv
     assert slow < 40 and min(fast) > 110, (slow, fast)
 
 
+async def test_schema_requests_go_only_to_replicas_that_take_schemas():
+    schema = {"type": "object", "properties": {"ok": {"type": "string"}}, "required": ["ok"]}
+    obeys = FakeChatServer(dialect="vllm").start()
+    ignores = FakeChatServer(dialect="vllm", reads=()).start()  # drops every schema field: no dialect works
+    try:
+        backend = replica_set([obeys.base_url, ignores.base_url])
+        async with backend:
+            await backend.check()
+            dialects = {r["base_url"]: r["structured_dialect"] for r in backend.describe()["replicas"]}
+            assert dialects == {obeys.base_url: "openai", ignores.base_url: "none"}
+            assert not backend.capabilities.structured  # the ladder asks for no schemas while one replica ignores them
+            completions = await backend.generate([ask(f"q{i}", json_schema=schema) for i in range(30)])
+            assert all(c.ok for c in completions) and ignores.request_count == 0 and obeys.request_count == 30
+            await asyncio.to_thread(obeys.stop)
+            for replica in backend.replicas[:1]:
+                backend._take_out(replica, "stopped for the test")
+            [failed] = await backend.generate([ask("q", json_schema=schema)])
+        assert not failed.ok and "not sent: structured output is off" in failed.error and ignores.request_count == 0
+    finally:
+        obeys.stop()
+        ignores.stop()
+
+
 # ------------------------------------------------------------------------------------ failures
 
 

@@ -69,9 +69,6 @@ class Replica:
         self.served = self.failures = self.ejections = 0
         self.last_error = ""
 
-    def takes(self, request: ChatRequest) -> bool:
-        return self.live and (request.json_schema is None or self.backend.capabilities.structured)
-
     def state(self) -> str:
         return "broken" if self.broken else "live" if self.live else "out"
 
@@ -212,7 +209,11 @@ class ReplicaBackend(LLMBackend):
     def _free(self, request: ChatRequest, avoid: Replica | None) -> Replica | None:
         """The least loaded live replica with a free slot that takes ``request`` (preferring one other
         than ``avoid``), or None."""
-        free = [r for r in self.replicas if r.takes(request) and r.outstanding < r.backend.concurrency]
+        live = [r for r in self.replicas if r.live]
+        if request.json_schema is not None and any(r.backend.capabilities.structured for r in live):
+            # Only to replicas that take schemas; when none does, any replica fails it at once, unsent.
+            live = [r for r in live if r.backend.capabilities.structured]
+        free = [r for r in live if r.outstanding < r.backend.concurrency]
         if not free:
             return None
         pool = [r for r in free if r is not avoid] or free
@@ -337,7 +338,7 @@ class ReplicaBackend(LLMBackend):
                 return self._gave_up(last, retries)
             retries += 1
             avoid = replica
-            if not any(r.takes(request) for r in self.replicas if r is not replica):
+            if not any(r.live for r in self.replicas if r is not replica):
                 # Nowhere else to go: back off as a single server's client would.
                 await asyncio.sleep(random.uniform(0.0, min(self.backoff_cap, self.backoff_base * 2**retries)))
 
