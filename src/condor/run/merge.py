@@ -95,6 +95,8 @@ def _open_shard(root: Path) -> Shard:
     info = manifest.get("shard")
     if not isinstance(info, dict) or "index" not in info:
         raise MergeError(f"{root} is not a shard: it was not made with --shard i/N")
+    if not all(isinstance(info.get(k), (int, str)) for k in ("count", "plan_items", "plan_digest")):
+        raise MergeError(f"{root}/manifest.json: the shard's note of its plan is damaged; run the shard again")
     reader = RunReader(root, manifest)
     final = reader.final_step
     if final is None:
@@ -206,36 +208,73 @@ def _merge_model_step(run: RunDirectory, reader: RunReader, shards: list[Shard],
                          "the shards do not add up to one run")
 
 
+def _in_id_order(shards: list[Shard], name: str) -> Iterator[dict[str, Any]]:
+    """Every shard's units of step ``name`` in input id order, holding only ids and file offsets."""
+    index: list[tuple[str, int, int]] = []
+    paths: list[Path] = []
+    for shard in shards:
+        for path in shard.reader.store(name).shard_paths():
+            paths.append(path)
+            offset = 0
+            with path.open("rb") as handle:
+                for line in handle:
+                    if line.endswith(b"\n"):
+                        try:
+                            index.append((json.loads(line)["input_id"], len(paths) - 1, offset))
+                        except (ValueError, KeyError, TypeError):
+                            raise MergeError(f"{path}: unreadable unit at byte {offset}; the file was edited") from None
+                    offset += len(line)
+    index.sort()
+    handles = [path.open("rb") for path in paths]
+    try:
+        for _, number, offset in index:
+            handles[number].seek(offset)
+            yield json.loads(handles[number].readline())
+    finally:
+        for handle in handles:
+            handle.close()
+
+
+def _apply(gates: list[Gate], unit: dict[str, Any], name: str) -> tuple[dict[str, Any], bool]:
+    """``unit`` after the deferred ``gates``: its record kept, or a rejection in this step's name."""
+    for record in unit["records"]:
+        verdict: Any = record
+        for gate in gates:
+            verdict = gate.check(verdict)
+            if isinstance(verdict, Rejection):
+                rejection = replace(verdict, stage=name).to_dict()
+                return {"input_id": unit["input_id"], "records": [], "rejections": [rejection]}, True
+    return unit, False
+
+
 def _merge_gate_step(reader: RunReader, run: RunDirectory, shards: list[Shard], name: str,
                      deferred: list[Any]) -> int:
+    """The shards' units for the step's current inputs, streamed; with deferred gates, in id order
+    through those gates, as one unsharded run applies them. Returns how many records they dropped."""
     wanted = {record["id"] for record in reader.inputs(name)}
-    units: dict[str, dict[str, Any]] = {}
-    for shard, unit in _units(shards, name, current=False):
-        if unit["input_id"] not in wanted:
-            continue  # its input left the pipeline at the merge (a deferred gate upstream)
-        if unit["input_id"] in units:
-            raise MergeError(f"step {name!r}: input {unit['input_id']} has results in two shards")
-        units[unit["input_id"]] = unit
-    gaps = sorted(wanted - set(units))
+    gates = [_rebuild_gate(gate_name, settings).fresh() for gate_name, settings in deferred]
+    seen: set[str] = set()
+    dropped = [0]
+
+    def units() -> Iterator[dict[str, Any]]:
+        source = _in_id_order(shards, name) if gates else (unit for _, unit in _units(shards, name, current=False))
+        for unit in source:
+            input_id = unit["input_id"]
+            if input_id not in wanted:
+                continue  # its input left the pipeline at the merge (a deferred gate upstream)
+            if input_id in seen:
+                raise MergeError(f"step {name!r}: input {input_id} has results in two shards")
+            seen.add(input_id)
+            if gates:
+                unit, rejected = _apply(gates, unit, name)
+                dropped[0] += rejected
+            yield unit
+
+    run.stage(name).rewrite(units())
+    gaps = sorted(wanted - seen)
     if gaps:
         raise MergeError(f"step {name!r}: {len(gaps)} of its inputs have no result in any shard (first: {gaps[0]})")
-    dropped = 0
-    if deferred:
-        gates = [_rebuild_gate(gate_name, settings).fresh() for gate_name, settings in deferred]
-        for input_id in sorted(units):  # in id order, as one unsharded run applies them
-            unit = units[input_id]
-            for record in unit["records"]:
-                verdict: Any = record
-                for gate in gates:
-                    verdict = gate.check(verdict)
-                    if isinstance(verdict, Rejection):
-                        break
-                if isinstance(verdict, Rejection):
-                    rejection = replace(verdict, stage=name).to_dict()
-                    units[input_id] = {"input_id": input_id, "records": [], "rejections": [rejection]}
-                    dropped += 1
-    run.stage(name).rewrite(iter(units[i] for i in sorted(units)))
-    return dropped
+    return dropped[0]
 
 
 def merge_runs(shard_dirs: Sequence[str | Path], out: str | Path) -> MergeResult:
