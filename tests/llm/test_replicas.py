@@ -235,6 +235,8 @@ async def test_every_replica_out_fails_requests_as_an_outage(servers):
             await asyncio.to_thread(server.stop)
         completions = await backend.generate([ask(f"q{i}") for i in range(10)])
     assert all(not c.ok and c.transient for c in completions)
+    # Each failed check doubles the time out: 0.05 s, then 0.1 s, ...
+    assert any("is out for 0.05s" in w for w in backend.warnings) and any("is out for 0.1s" in w for w in backend.warnings)
     for completion in completions:
         assert "2 of 2 replicas out; gave up after 2 retries" in completion.error
         assert "connection error" in completion.error or "cannot reach" in completion.error
