@@ -56,10 +56,13 @@ lock:
 	} > $(CONSTRAINTS)
 	rm -rf $(LOCK_VENV) build
 
-# The whole pipeline on the embedded model, with demo-sized settings (a few minutes on 2 cores).
-# Rerunning resumes; `make demo DEMO_OUT=elsewhere` starts a fresh run directory.
+# The whole pipeline on the embedded model, with demo-sized settings (a few minutes on 2 cores), then a
+# look at a few kept rows and the offline HTML report. Rerunning resumes (no model calls once finished);
+# `make demo DEMO_OUT=elsewhere` starts a fresh run directory.
 demo: $(VENV)/.demo-installed
 	HF_HUB_OFFLINE=1 $(BIN)/condor run -o $(DEMO_OUT)
+	@$(BIN)/condor show $(DEMO_OUT) --rows 3
+	@HF_HUB_OFFLINE=1 $(BIN)/condor report $(DEMO_OUT) -o $(DEMO_OUT)/report.html
 
 test: $(VENV)/.test-installed $(VENV)/.browser-installed
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -ra

@@ -1,11 +1,13 @@
 """`condor run` end to end on the real embedded SmolLM2 model: what `make demo` does, smaller."""
 
 import json
+from collections import Counter
 
 import pytest
 from typer.testing import CliRunner
 
 from condor.cli.main import app
+from condor.filters.degenerate import degenerate
 
 pytestmark = [pytest.mark.slow, pytest.mark.embedded]
 pytest.importorskip("llama_cpp", reason="the embedded extra is installed by `make test`")
@@ -32,6 +34,22 @@ def test_refined_dataset_on_the_embedded_model(tmp_path):
         assert meta["models"]["answerer"].startswith("embedded:SmolLM2-135M")
         assert meta["chosen"]["version"] < len(meta["versions"])
         assert row["messages"][1]["content"] == meta["versions"][meta["chosen"]["version"]]["answer"]
+    # The gates held: nothing degenerate was kept, every kept question was scored against its tag, and a
+    # refinement that failed its checks never replaced the answer before it.
+    for row in sft:
+        meta = row["meta"]
+        assert degenerate(row["messages"][0]["content"]) is None and degenerate(row["messages"][1]["content"]) is None
+        assert meta["relevance"]["score"] >= 0.05, meta["relevance"]
+        for note in meta.get("refine_notes", []):
+            if note["stage"].startswith("refine") and note["reason"].startswith("refinement_"):
+                assert meta["chosen"]["version"] < len(meta["versions"])
+    # Rejections are counted by reason in the manifest exactly as rejected.jsonl lists them.
+    by_reason = Counter(r["reason"] for r in rejected)
+    counted = Counter()
+    for name, entry in manifest["stages"].items():
+        if not manifest["steps"][name].get("carries"):
+            counted.update(entry.get("reasons", {}))
+    assert +counted == +by_reason
     assert any(len(row["meta"]["versions"]) == 2 for row in sft) or any(
         note["stage"].startswith(("critique", "refine")) for row in sft for note in row["meta"].get("refine_notes", [])
     )

@@ -34,7 +34,7 @@ def _root(
 
 def _register() -> None:
     # Command modules keep their heavy imports inside the commands, so registering them all is cheap.
-    from condor.cli import export, generate, judge, merge, pipeline, report, tree
+    from condor.cli import export, generate, judge, merge, pipeline, report, show, tree
 
     generate.register(app)
     pipeline.register(app)
@@ -42,6 +42,7 @@ def _register() -> None:
     merge.register(app)
     judge.register(app)
     report.register(app)
+    show.register(app)
     tree.register(app)
 
 

@@ -37,6 +37,7 @@ META_FIELDS = (
     "templates",
     "usage",
     "refine_notes",
+    "relevance",
     "source",
 )
 

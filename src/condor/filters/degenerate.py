@@ -21,6 +21,8 @@ Every detector is linear in the text. Left out: anything that needs a model.
 
 from __future__ import annotations
 
+import functools
+import operator
 import re
 from collections import Counter
 from typing import NamedTuple
@@ -43,11 +45,16 @@ _CODE_SYMBOLS = frozenset(";=<>()")
 
 def _is_code(line: str) -> bool:
     # Counting, not a regex: a pattern for "three symbols anywhere" is quadratic on a long line.
-    return bool(_CODE_START.match(line)) or sum(1 for ch in line if ch in _CODE_SYMBOLS) >= 3
+    # str.count per symbol runs in C, several times faster than a loop over the characters.
+    return bool(_CODE_START.match(line)) or sum(line.count(symbol) for symbol in _CODE_SYMBOLS) >= 3
 
 
+@functools.lru_cache(maxsize=32)
 def prose(text: str) -> str:
-    """``text`` without fenced code blocks, inline code and code-like lines."""
+    """``text`` without fenced code blocks, inline code and code-like lines.
+
+    Cached: the detectors of :func:`degenerate` each start from the prose of the same text.
+    """
     text = _FENCE.sub("\n", text)
     text = _INLINE_CODE.sub(" ", text)
     return "\n".join(line for line in text.splitlines() if not _is_code(line))
@@ -55,7 +62,8 @@ def prose(text: str) -> str:
 
 def tokens(text: str) -> list[str]:
     """Lower-cased words, with each CJK character a token of its own."""
-    return [t.lower() for t in _WORD.findall(text)]
+    # Lower-casing the whole text first costs one C call instead of one per word.
+    return _WORD.findall(text.lower())
 
 
 def _clip(text: str, limit: int = 80) -> str:
@@ -122,6 +130,28 @@ def label_only(text: str) -> Finding | None:
 # -- loops ------------------------------------------------------------------------------------------
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？；;])\s*|\n+")
 _LIST_MARK = re.compile(r"^\s*(?:[-*+•]|\d+[.)、]|[a-z][.)])\s+")
+#: A word this many times in a row is a stutter.
+STUTTER = 6
+
+
+def _stutter(words: list[str]) -> tuple[str, int] | None:
+    """The first (non-Chinese) word repeated STUTTER times in a row, and how many times.
+
+    Chinese repeats characters on purpose (哈哈哈, 谢谢谢谢). Neighbours are compared in C (``map``
+    over ``operator.eq`` into bytes) and a run found with ``bytes.find``: several times faster than a
+    Python loop over the words.
+    """
+    same = bytes(map(operator.eq, words, words[1:]))
+    run = b"\x01" * (STUTTER - 1)
+    at = same.find(run)
+    while at >= 0:
+        if not _CJK.match(words[at]):
+            end = at + STUTTER - 1
+            while end < len(same) and same[end]:
+                end += 1
+            return words[at], end - at + 1
+        at = same.find(run, at + 1)
+    return None
 
 
 def loop(text: str) -> Finding | None:
@@ -143,16 +173,13 @@ def loop(text: str) -> Finding | None:
         if (times >= 4 and repeated >= 0.5 * len(sentences)) or (times >= 3 and len(counts) <= 2):
             return Finding("loop", f"the sentence {_clip(sentence, 60)!r} appears {times} times")
     words = tokens(body)
-    run, longest, word = 1, 1, ""
-    for previous, current in zip(words, words[1:]):
-        run = run + 1 if current == previous and not _CJK.match(current) else 1
-        if run > longest:
-            longest, word = run, current
-    if longest >= 6:
-        return Finding("loop", f"the word {word!r} {longest} times in a row")
-    size = 4 if sum(1 for w in words if _CJK.match(w)) < len(words) / 2 else 8
+    stutter = _stutter(words)
+    if stutter is not None:
+        return Finding("loop", f"the word {stutter[0]!r} {stutter[1]} times in a row")
+    size = 4 if len(_CJK.findall(body)) < len(words) / 2 else 8
     if len(words) >= 10 * size:
-        grams = Counter(tuple(words[i : i + size]) for i in range(len(words) - size + 1))
+        # zip over shifted lists builds the n-gram tuples in C.
+        grams = Counter(zip(*(words[k:] for k in range(size))))
         distinct = len(grams) / max(1, len(words) - size + 1)
         gram, times = grams.most_common(1)[0]
         if distinct < 0.35 and times >= 6:
@@ -200,7 +227,7 @@ def meta_commentary(text: str) -> Finding | None:
 # -- comparisons ------------------------------------------------------------------------------------
 def _shingles(text: str) -> set[tuple[str, ...]]:
     words = tokens(text)
-    size = 3 if sum(1 for w in words if _CJK.match(w)) < len(words) / 2 else 4
+    size = 3 if len(_CJK.findall(text)) < len(words) / 2 else 4
     if len(words) < size:
         return {tuple(words)} if words else set()
     return {tuple(words[i : i + size]) for i in range(len(words) - size + 1)}
