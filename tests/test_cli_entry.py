@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-COMMANDS = ["generate", "void", "refine", "run", "export", "judge", "report", "show", "tree"]
+COMMANDS = ["generate", "void", "refine", "run", "export", "merge", "judge", "report", "show", "tree"]
 
 
 def condor(*args: str) -> subprocess.CompletedProcess:
