@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,9 +97,9 @@ def table(results: list[Result]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--requests", type=int, default=2400)
     parser.add_argument("--concurrency", type=int, default=16, help="requests in flight per replica")
-    parser.add_argument("--latency", type=float, default=0.1, help="seconds per answer of a normal replica")
+    parser.add_argument("--latency", type=float, default=0.2, help="seconds per answer of a normal replica")
     parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
@@ -109,6 +110,7 @@ def main() -> None:
         Scenario("one replica 5x slower", (lat, lat, 5 * lat)),
         Scenario("one replica killed a third of the way", (lat, lat, lat), kill_after=1 / 3),
     ]
+    load_before = os.getloadavg()[0]
     results = [asyncio.run(run(s, args.requests, args.concurrency)) for s in scenarios]
     report = table(results)
     print(report)
@@ -121,7 +123,8 @@ def main() -> None:
             "\"Round robin would reach\" is computed, not run: every replica gets the same share, so the slowest "
             "share sets the duration. Requests per replica are the servers' own counts (the killed replica's "
             "count is what it answered before it died).\n\n"
-            f"Machine: {machine()}; measured {time.strftime('%Y-%m-%d')}.\n\n"
+            f"Machine: {machine()}; 1-minute load average {load_before:.1f} when the run started (the box is "
+            f"shared); measured {time.strftime('%Y-%m-%d')}.\n\n"
         )
         update_section(args.docs, SECTION, f"{SECTION}\n\n{notes}{report}\n\n")
         print(f"\nupdated {args.docs}")
