@@ -95,6 +95,25 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def findings(results: list[Result]) -> str:
+    """What the table says, computed from it so that a rerun keeps the text true."""
+    lines = []
+    for r in results:
+        rate = r.requests / r.seconds
+        if r.scenario.kill_after is not None:
+            k = r.scenario.kill_after
+            survivors = r.ideal * (len(r.scenario.latencies) - 1) / len(r.scenario.latencies)
+            best = r.requests / (r.requests * k / r.ideal + r.requests * (1 - k) / survivors)
+            lines.append(f"- {r.scenario.name}: with the replica gone after {k:.0%} of the requests, the best any "
+                         f"client could do is {best:,.0f} requests/s; this run reached {rate:,.0f} ({rate / best:.0%}), "
+                         f"with {r.failures} failed requests.")
+        elif len(set(r.scenario.latencies)) > 1:
+            slow = r.counts[-1] / sum(r.counts)
+            lines.append(f"- {r.scenario.name}: the slow replica got {slow:.0%} of the requests; the run reached "
+                         f"{rate / r.ideal:.0%} of ideal, where round robin would reach {r.round_robin / r.ideal:.0%}.")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2400)
@@ -112,7 +131,7 @@ def main() -> None:
     ]
     load_before = os.getloadavg()[0]
     results = [asyncio.run(run(s, args.requests, args.concurrency)) for s in scenarios]
-    report = table(results)
+    report = table(results) + "\n\n" + findings(results)
     print(report)
     if not args.no_write:
         notes = (
