@@ -25,6 +25,8 @@ from condor.run.settings import Settings, effective_settings
 from condor.run.steps import Step, resolve
 
 if TYPE_CHECKING:
+    from condor.run.executor import Executor
+    from condor.run.progress import ProgressBoard
     from condor.run.target import TargetOutcome
 
 __all__ = [
@@ -86,8 +88,6 @@ async def arun_pipeline(
     quiet: bool = True,
 ) -> PipelineResult:
     """Run (or resume) the pipeline into the run directory ``out``; see :func:`run_pipeline`."""
-    from condor.llm.registry import close_backends, open_role_backends
-    from condor.run.local import LocalExecutor
     from condor.run.orchestrate import StepRunner
     from condor.run.plan import load_or_create_plan
     from condor.run.progress import ProgressBoard
@@ -127,11 +127,10 @@ async def arun_pipeline(
                 f"shard {shard['index']}/{shard['count']}: this directory holds part of a run, with near-duplicate "
                 "removal left for `condor merge`, which joins all the shards into the dataset")
         cache_path = Path(cfg.cache) if cfg.cache else run.root / "cache.sqlite"
-        backends = await open_role_backends(cfg, cache_path)
+        board = ProgressBoard(quiet=quiet)
+        executor = await open_executor(cfg, cache_path, board, retry_failed)
         try:
-            with ProgressBoard(quiet=quiet) as board:
-                structured = {role: cfg.backend_for(role).structured for role in backends}
-                executor = LocalExecutor(backends, structured=structured, board=board, retry_failed=retry_failed)
+            with board:
                 runner = StepRunner(run, executor, retry_failed=retry_failed)
                 outcome = None
                 if target:
@@ -140,7 +139,7 @@ async def arun_pipeline(
                 else:
                     reader = await runner.run_steps(chosen)
         finally:
-            await close_backends(backends)
+            await executor.aclose()
         run.manifest["final"] = {"step": _final_step(chosen), **EXPORTS[mode], "limit": target}
         if outcome is not None:
             run.manifest["target"] = {"target": outcome.target, "kept": outcome.kept, "draws": outcome.draws,
@@ -149,6 +148,24 @@ async def arun_pipeline(
         summary = write_exports(reader, run.root)
         record_export(run, summary)
     return PipelineResult(reader, summary, settings.notes, outcome)
+
+
+async def open_executor(cfg: RunConfig, cache_path: Path | None, board: "ProgressBoard",
+                        retry_failed: bool = False) -> "Executor":
+    """The executor the config asks for (``executor: local`` or ``ray``), its backends checked.
+
+    Close it with ``await executor.aclose()``: that releases its backends (and a Ray it started).
+    """
+    if cfg.executor == "ray":
+        from condor.run.ray import RayExecutor
+
+        return await RayExecutor.open(cfg, cache_path, board=board, retry_failed=retry_failed)
+    from condor.llm.registry import open_role_backends
+    from condor.run.local import LocalExecutor
+
+    backends = await open_role_backends(cfg, cache_path)
+    structured = {role: cfg.backend_for(role).structured for role in backends}
+    return LocalExecutor(backends, structured=structured, board=board, retry_failed=retry_failed, owns_backends=True)
 
 
 def check_shardable(cfg: RunConfig, mode: Mode, refine_input: Path | None) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+import re
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from condor.errors import ConfigError
@@ -17,7 +19,7 @@ from condor.llm.settings import KINDS, BackendSettings, CommonSettings, Embedded
 
 __all__ = [
     "ROLES", "BackendSettings", "CommonSettings", "ConfigError", "EmbeddedSettings", "OpenAISettings",
-    "PipelineConfig", "RunConfig", "VLLMSettings", "load_config",
+    "PipelineConfig", "RaySettings", "RunConfig", "VLLMSettings", "load_config",
 ]
 
 ROLES = ("question_writer", "answerer", "critic", "refiner", "judge")
@@ -73,7 +75,6 @@ class PipelineConfig(_Strict):
         description="Benchmark prompt files (JSONL, JSON array or plain lines); overlapping questions are dropped.",
     )
 
-
     @field_validator("shard")
     @classmethod
     def _shard(cls, value: str | None) -> str | None:
@@ -85,6 +86,37 @@ class PipelineConfig(_Strict):
         return f"{index}/{count}"
 
 
+_RAY_ADDRESS = re.compile(r"(ray://)?[A-Za-z0-9_.\-\[\]:]+:[0-9]{1,5}")
+
+
+class RaySettings(_Strict):
+    """Where the Ray executor runs and how wide (used with ``executor: ray``)."""
+
+    address: str | None = Field(
+        None,
+        description="Ray cluster to join: auto, host:port of its head (6379) or ray://host:10001; "
+        "default: start a local Ray for the command.",
+    )
+    workers: int | None = Field(
+        None, ge=1, le=4096, description="Ray workers calling models at once (default: the cluster's CPUs)."
+    )
+    block_size: int | None = Field(
+        None, ge=1, le=1_000_000,
+        description="Inputs per Ray block; each block writes its own shard "
+        "(default: one to eight windows of a worker, at least four blocks per worker).",
+    )
+    num_cpus: int | None = Field(
+        None, ge=1, le=4096, description="CPUs of the local Ray the command starts (default: all of them)."
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _check_address(cls, value: str | None) -> str | None:
+        if value is None or value == "auto" or _RAY_ADDRESS.fullmatch(value):
+            return value
+        raise ValueError(f"not a Ray address: {value!r}; use auto, host:port (e.g. 10.0.0.5:6379) or ray://host:10001")
+
+
 class RunConfig(_Strict):
     """A whole run: the default model, optional per-role models, cache and pipeline settings."""
 
@@ -94,6 +126,10 @@ class RunConfig(_Strict):
     )
     cache: str | None = Field(None, description="Request cache file (SQLite); pipeline runs default to <output>/cache.sqlite.")
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    executor: Literal["local", "ray"] = Field(
+        "local", description="Who calls the models: local (asyncio, this process) or ray (Ray Data workers)."
+    )
+    ray: RaySettings = Field(default_factory=RaySettings, description="Ray executor settings.")
 
     @field_validator("roles")
     @classmethod
