@@ -314,3 +314,27 @@ def test_all_replicas_stopping_mid_run_stops_the_run_like_one_server_down(tmp_pa
     assert "the server seems down" in result.output and "Traceback" not in result.output
     done = [json.loads(line) for line in Path(tmp_path / "out/stages/generate/units.jsonl").read_text().splitlines()]
     assert sum(1 for unit in done if not unit.get("error")) >= 30
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_ray_workers_spread_over_the_replicas_too(tmp_path, servers):
+    """Ray workers build their backends from the settings, so they get the replica set as well."""
+    pytest.importorskip("ray")
+    import subprocess
+    import sys
+
+    from condor_responder import respond
+
+    for server in servers[:2]:
+        server.responder = respond
+    config = tmp_path / "c.yaml"
+    config.write_text("pipeline:\n  relevance: lexical\nray:\n  num_cpus: 2\n")
+    command = [sys.executable, "-m", "condor.cli.main", "void", "-o", str(tmp_path / "out"), "-c", str(config),
+               "--executor", "ray", "--leaves", "2", "--tasks", "domain_qa,view", "--model", "fake-model", "--quiet",
+               "--base-url", servers[0].base_url, "--base-url", servers[1].base_url]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert servers[0].request_count > 0 and servers[1].request_count > 0
+    rows = [json.loads(line) for line in (tmp_path / "out" / "void.jsonl").read_text().splitlines()]
+    assert rows and all(r["meta"]["models"]["answerer"] == "openai:replicas:fake-model" for r in rows)
