@@ -34,11 +34,12 @@ def _root(
 
 def _register() -> None:
     # Command modules keep their heavy imports inside the commands, so registering them all is cheap.
-    from condor.cli import export, generate, judge, pipeline, report, show, tree
+    from condor.cli import export, generate, judge, merge, pipeline, report, show, tree
 
     generate.register(app)
     pipeline.register(app)
     export.register(app)
+    merge.register(app)
     judge.register(app)
     report.register(app)
     show.register(app)

@@ -30,6 +30,7 @@ from condor.cli.options import (
 
 TargetOpt = pipeline_option("target", "--target", int, min=1)
 MaxRequestsOpt = pipeline_option("max_requests", "--max-requests", int, min=1)
+ShardOpt = pipeline_option("shard", "--shard", str, "Each shard writes its own run directory.")
 ExecutorOpt = Annotated[Optional[str], typer.Option(
     "--executor", help=_help(RunConfig, "executor") + " (--ray-address implies ray)")]
 RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help=_help(RaySettings, "address"))]
@@ -102,6 +103,7 @@ def void(
     target: TargetOpt = None,
     max_requests: MaxRequestsOpt = None,
     decontaminate: DecontaminateOpt = None,
+    shard: ShardOpt = None,
     retry_failed: RetryOpt = False,
     executor: ExecutorOpt = None,
     ray_address: RayAddressOpt = None,
@@ -111,7 +113,7 @@ def void(
     """Condor Void: sample tags, write easy/medium/hard questions per task, filter them, answer them."""
     _execute(flags, output, "void", quiet, retry_failed, executor=executor, ray_address=ray_address,
              tree=tree, leaves=leaves, tasks=tasks, lang=lang, seed=seed,
-             target=target, max_requests=max_requests, decontaminate=decontaminate)
+             target=target, max_requests=max_requests, decontaminate=decontaminate, shard=shard)
 
 
 @model_options
@@ -144,6 +146,7 @@ def run(
     target: TargetOpt = None,
     max_requests: MaxRequestsOpt = None,
     decontaminate: DecontaminateOpt = None,
+    shard: ShardOpt = None,
     retry_failed: RetryOpt = False,
     executor: ExecutorOpt = None,
     ray_address: RayAddressOpt = None,
@@ -153,7 +156,8 @@ def run(
     """The whole pipeline: tree sampling, Condor Void, Condor Refine, export to OUT/sft.jsonl."""
     _execute(flags, output, "run", quiet, retry_failed, executor=executor, ray_address=ray_address,
              tree=tree, leaves=leaves, tasks=tasks, rounds=rounds,
-             select=select, lang=lang, seed=seed, target=target, max_requests=max_requests, decontaminate=decontaminate)
+             select=select, lang=lang, seed=seed, target=target, max_requests=max_requests, decontaminate=decontaminate,
+             shard=shard)
 
 
 def register(app: typer.Typer) -> None:
