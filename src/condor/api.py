@@ -25,6 +25,8 @@ from condor.run.settings import Settings, effective_settings
 from condor.run.steps import Step, resolve
 
 if TYPE_CHECKING:
+    from condor.run.executor import Executor
+    from condor.run.progress import ProgressBoard
     from condor.run.target import TargetOutcome
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "export_run",
     "judge_runs",
     "load_config",
+    "merge_runs",
     "pipeline_steps",
     "read_run",
     "run_pipeline",
@@ -85,11 +88,10 @@ async def arun_pipeline(
     quiet: bool = True,
 ) -> PipelineResult:
     """Run (or resume) the pipeline into the run directory ``out``; see :func:`run_pipeline`."""
-    from condor.llm.registry import close_backends, open_role_backends
-    from condor.run.local import LocalExecutor
     from condor.run.orchestrate import StepRunner
     from condor.run.plan import load_or_create_plan
     from condor.run.progress import ProgressBoard
+    from condor.run.shards import defer_cross_record_gates, gate_settings
     from condor.run.store import RunDirectory, RunStoreError
     from condor.run.target import first_draw_leaves, run_to_target
 
@@ -97,6 +99,8 @@ async def arun_pipeline(
     cfg = settings.config
     refine_path = Path(refine_input) if refine_input is not None else None
     chosen = list(steps) if steps is not None else build_steps(settings, mode, refine_path)
+    if cfg.pipeline.shard is not None:
+        check_shardable(cfg, mode, refine_path)
     run = RunDirectory(out)
     with run.lock():
         if mode == "refine" and refine_path is None and not run.stage(VOID_BASE).is_complete():
@@ -112,12 +116,21 @@ async def arun_pipeline(
         if mode in ("run", "void"):
             leaves = first_draw_leaves(settings) if target else settings.leaves
             load_or_create_plan(run, cfg.pipeline, settings.tasks, leaves, growing=bool(target))
+        if "shard" in run.manifest:
+            # A shard leaves cross-record gates to `condor merge`, and notes what the unsharded steps'
+            # settings are, so that the merged run's steps look finished to the unsharded command.
+            run.manifest["shard"].setdefault("gate_settings", {}).update(gate_settings(chosen))
+            chosen, deferred = defer_cross_record_gates(chosen)
+            run.manifest["shard"].setdefault("deferred", {}).update(deferred)
+            shard = run.manifest["shard"]
+            settings.notes.append(
+                f"shard {shard['index']}/{shard['count']}: this directory holds part of a run, with near-duplicate "
+                "removal left for `condor merge`, which joins all the shards into the dataset")
         cache_path = Path(cfg.cache) if cfg.cache else run.root / "cache.sqlite"
-        backends = await open_role_backends(cfg, cache_path)
+        board = ProgressBoard(quiet=quiet)
+        executor = await open_executor(cfg, cache_path, board, retry_failed)
         try:
-            with ProgressBoard(quiet=quiet) as board:
-                structured = {role: cfg.backend_for(role).structured for role in backends}
-                executor = LocalExecutor(backends, structured=structured, board=board, retry_failed=retry_failed)
+            with board:
                 runner = StepRunner(run, executor, retry_failed=retry_failed)
                 outcome = None
                 if target:
@@ -126,7 +139,7 @@ async def arun_pipeline(
                 else:
                     reader = await runner.run_steps(chosen)
         finally:
-            await close_backends(backends)
+            await executor.aclose()
         run.manifest["final"] = {"step": _final_step(chosen), **EXPORTS[mode], "limit": target}
         if outcome is not None:
             run.manifest["target"] = {"target": outcome.target, "kept": outcome.kept, "draws": outcome.draws,
@@ -135,6 +148,39 @@ async def arun_pipeline(
         summary = write_exports(reader, run.root)
         record_export(run, summary)
     return PipelineResult(reader, summary, settings.notes, outcome)
+
+
+async def open_executor(cfg: RunConfig, cache_path: Path | None, board: "ProgressBoard",
+                        retry_failed: bool = False) -> "Executor":
+    """The executor the config asks for (``executor: local`` or ``ray``), its backends checked.
+
+    Close it with ``await executor.aclose()``: that releases its backends (and a Ray it started).
+    """
+    if cfg.executor == "ray":
+        from condor.run.ray import RayExecutor
+
+        return await RayExecutor.open(cfg, cache_path, board=board, retry_failed=retry_failed)
+    from condor.llm.registry import open_role_backends
+    from condor.run.local import LocalExecutor
+
+    backends = await open_role_backends(cfg, cache_path)
+    structured = {role: cfg.backend_for(role).structured for role in backends}
+    return LocalExecutor(backends, structured=structured, board=board, retry_failed=retry_failed, owns_backends=True)
+
+
+def check_shardable(cfg: RunConfig, mode: Mode, refine_input: Path | None) -> None:
+    """Refuse what a sharded run cannot do: a growing plan, or a dataset from outside instead of a plan.
+
+    (``condor refine`` in a shard's directory refines that shard and needs no splitting.)
+    """
+    from condor.errors import ConfigError
+
+    if cfg.pipeline.target is not None:
+        raise ConfigError("--shard cannot be combined with --target: each shard would grow its own plan; "
+                          "give every shard a fixed --leaves instead")
+    if refine_input is not None:
+        raise ConfigError("--shard splits the plan of `condor run` or `condor void`, not a dataset given with --input; "
+                          "split the file instead and refine each part in its own directory")
 
 
 def run_pipeline(config: RunConfig | str | Path | None, out: str | Path, **options) -> PipelineResult:
@@ -147,6 +193,17 @@ def run_pipeline(config: RunConfig | str | Path | None, out: str | Path, **optio
     """
     cfg = config if isinstance(config, RunConfig) else load_config(config)
     return asyncio.run(arun_pipeline(cfg, out, **options))
+
+
+def merge_runs(shards: Sequence[str | Path], out: str | Path):
+    """``condor merge SHARD... -o OUT``: join the finished shards of a run made with ``--shard i/N`` into
+    one run directory, checked (same settings, every shard once, no gap, no duplicate). Near-duplicate
+    removal, which each shard left out, is applied over all of them, so the records are those of one
+    unsharded run. Returns a :class:`~condor.run.merge.MergeResult`.
+    """
+    from condor.run.merge import merge_runs as merge
+
+    return merge(shards, out)
 
 
 def export_dataset(

@@ -10,14 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+import re
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from condor.errors import ConfigError
-from condor.llm.settings import KINDS, BackendSettings, CommonSettings, EmbeddedSettings, OpenAISettings
+from condor.llm.settings import KINDS, BackendSettings, CommonSettings, EmbeddedSettings, OpenAISettings, VLLMSettings
 
 __all__ = [
     "ROLES", "BackendSettings", "CommonSettings", "ConfigError", "EmbeddedSettings", "OpenAISettings",
-    "PipelineConfig", "RunConfig", "load_config",
+    "PipelineConfig", "RaySettings", "RunConfig", "VLLMSettings", "load_config",
 ]
 
 ROLES = ("question_writer", "answerer", "critic", "refiner", "judge")
@@ -64,10 +66,55 @@ class PipelineConfig(_Strict):
     max_requests: int | None = Field(
         None, ge=1, description="Request budget of a --target run (default: 30 per target row)."
     )
+    shard: str | None = Field(
+        None,
+        description="Run only shard i of N of the plan (i/N, i from 0), on one of N machines; `condor merge` joins the shards.",
+    )
     decontaminate: list[str] = Field(
         default_factory=list,
         description="Benchmark prompt files (JSONL, JSON array or plain lines); overlapping questions are dropped.",
     )
+
+    @field_validator("shard")
+    @classmethod
+    def _shard(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from condor.run.shards import parse_shard
+
+        index, count = parse_shard(value)
+        return f"{index}/{count}"
+
+
+_RAY_ADDRESS = re.compile(r"(ray://)?[A-Za-z0-9_.\-\[\]:]+:[0-9]{1,5}")
+
+
+class RaySettings(_Strict):
+    """Where the Ray executor runs and how wide (used with ``executor: ray``)."""
+
+    address: str | None = Field(
+        None,
+        description="Ray cluster to join: auto, host:port of its head (6379) or ray://host:10001; "
+        "default: start a local Ray for the command.",
+    )
+    workers: int | None = Field(
+        None, ge=1, le=4096, description="Ray workers calling models at once (default: the cluster's CPUs)."
+    )
+    block_size: int | None = Field(
+        None, ge=1, le=1_000_000,
+        description="Inputs per Ray block; each block writes its own shard "
+        "(default: one to eight windows of a worker, at least four blocks per worker).",
+    )
+    num_cpus: int | None = Field(
+        None, ge=1, le=4096, description="CPUs of the local Ray the command starts (default: all of them)."
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _check_address(cls, value: str | None) -> str | None:
+        if value is None or value == "auto" or _RAY_ADDRESS.fullmatch(value):
+            return value
+        raise ValueError(f"not a Ray address: {value!r}; use auto, host:port (e.g. 10.0.0.5:6379) or ray://host:10001")
 
 
 class RunConfig(_Strict):
@@ -79,6 +126,10 @@ class RunConfig(_Strict):
     )
     cache: str | None = Field(None, description="Request cache file (SQLite); pipeline runs default to <output>/cache.sqlite.")
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    executor: Literal["local", "ray"] = Field(
+        "local", description="Who calls the models: local (asyncio, this process) or ray (Ray Data workers)."
+    )
+    ray: RaySettings = Field(default_factory=RaySettings, description="Ray executor settings.")
 
     @field_validator("roles")
     @classmethod
@@ -88,7 +139,7 @@ class RunConfig(_Strict):
             raise ValueError(f"unknown role(s) {unknown}; known roles are {list(ROLES)}")
         return value
 
-    def backend_for(self, role: str) -> OpenAISettings | EmbeddedSettings:
+    def backend_for(self, role: str) -> OpenAISettings | EmbeddedSettings | VLLMSettings:
         return self.roles.get(role, self.llm)
 
     def given(self, dotted: str) -> bool:

@@ -34,11 +34,12 @@ def _root(
 
 def _register() -> None:
     # Command modules keep their heavy imports inside the commands, so registering them all is cheap.
-    from condor.cli import export, generate, iterate, judge, pipeline, report, show, train, tree
+    from condor.cli import export, generate, iterate, judge, merge, pipeline, report, show, train, tree
 
     generate.register(app)
     pipeline.register(app)
     export.register(app)
+    merge.register(app)
     judge.register(app)
     report.register(app)
     show.register(app)

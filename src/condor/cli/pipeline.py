@@ -9,7 +9,9 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from condor.config import RaySettings, RunConfig
 from condor.cli.options import (
+    _help,
     LangOpt,
     LeavesOpt,
     ModelFlags,
@@ -28,6 +30,10 @@ from condor.cli.options import (
 
 TargetOpt = pipeline_option("target", "--target", int, min=1)
 MaxRequestsOpt = pipeline_option("max_requests", "--max-requests", int, min=1)
+ShardOpt = pipeline_option("shard", "--shard", str, "Each shard writes its own run directory.")
+ExecutorOpt = Annotated[Optional[str], typer.Option(
+    "--executor", help=_help(RunConfig, "executor") + " (--ray-address implies ray)")]
+RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help=_help(RaySettings, "address"))]
 DecontaminateOpt = Annotated[Optional[list[Path]], typer.Option(
     "--decontaminate", help="Benchmark prompts file (JSONL, JSON array or plain lines); repeat for several. "
     "Questions that share 13 words in a row with one are dropped.")]
@@ -42,12 +48,19 @@ def _pipeline_overrides(**values: Any) -> dict[str, Any]:
     return out
 
 
+def _execution_overrides(executor: str | None, ray_address: str | None) -> dict[str, Any]:
+    if executor is None and ray_address is not None:
+        executor = "ray"
+    return {"executor": executor, "ray.address": ray_address}
+
+
 def _execute(flags: ModelFlags, output: Path, mode: str, quiet: bool, retry_failed: bool,
-             refine_input: Path | None = None, **pipeline: Any) -> None:
+             refine_input: Path | None = None, executor: str | None = None, ray_address: str | None = None,
+             **pipeline: Any) -> None:
     from condor.api import arun_pipeline
     from condor.cli.runtime import run_job
 
-    cfg = flags.load(_pipeline_overrides(**pipeline))
+    cfg = flags.load({**_pipeline_overrides(**pipeline), **_execution_overrides(executor, ray_address)})
 
     async def job():
         return await arun_pipeline(cfg, output, mode=mode, refine_input=refine_input,  # type: ignore[arg-type]
@@ -90,13 +103,17 @@ def void(
     target: TargetOpt = None,
     max_requests: MaxRequestsOpt = None,
     decontaminate: DecontaminateOpt = None,
+    shard: ShardOpt = None,
     retry_failed: RetryOpt = False,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
     quiet: QuietOpt = False,
     flags: ModelFlags = ModelFlags(),
 ) -> None:
     """Condor Void: sample tags, write easy/medium/hard questions per task, filter them, answer them."""
-    _execute(flags, output, "void", quiet, retry_failed, tree=tree, leaves=leaves, tasks=tasks, lang=lang, seed=seed,
-             target=target, max_requests=max_requests, decontaminate=decontaminate)
+    _execute(flags, output, "void", quiet, retry_failed, executor=executor, ray_address=ray_address,
+             tree=tree, leaves=leaves, tasks=tasks, lang=lang, seed=seed,
+             target=target, max_requests=max_requests, decontaminate=decontaminate, shard=shard)
 
 
 @model_options
@@ -106,11 +123,14 @@ def refine(
     rounds: RoundsOpt = None,
     select: SelectOpt = None,
     retry_failed: RetryOpt = False,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
     quiet: QuietOpt = False,
     flags: ModelFlags = ModelFlags(),
 ) -> None:
     """Condor Refine: critique and rewrite answers for K rounds, select a version, export the dataset."""
-    _execute(flags, output, "refine", quiet, retry_failed, refine_input=input, rounds=rounds, select=select)
+    _execute(flags, output, "refine", quiet, retry_failed, refine_input=input, executor=executor,
+             ray_address=ray_address, rounds=rounds, select=select)
 
 
 @model_options
@@ -126,13 +146,18 @@ def run(
     target: TargetOpt = None,
     max_requests: MaxRequestsOpt = None,
     decontaminate: DecontaminateOpt = None,
+    shard: ShardOpt = None,
     retry_failed: RetryOpt = False,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
     quiet: QuietOpt = False,
     flags: ModelFlags = ModelFlags(),
 ) -> None:
     """The whole pipeline: tree sampling, Condor Void, Condor Refine, export to OUT/sft.jsonl."""
-    _execute(flags, output, "run", quiet, retry_failed, tree=tree, leaves=leaves, tasks=tasks, rounds=rounds,
-             select=select, lang=lang, seed=seed, target=target, max_requests=max_requests, decontaminate=decontaminate)
+    _execute(flags, output, "run", quiet, retry_failed, executor=executor, ray_address=ray_address,
+             tree=tree, leaves=leaves, tasks=tasks, rounds=rounds,
+             select=select, lang=lang, seed=seed, target=target, max_requests=max_requests, decontaminate=decontaminate,
+             shard=shard)
 
 
 def register(app: typer.Typer) -> None:

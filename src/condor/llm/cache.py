@@ -9,6 +9,11 @@ Writes are committed in small batches (WAL mode, ``synchronous=NORMAL``) so that
 thousands of requests per second; a crash loses at most the last fraction of a second of cache entries,
 and the run directory, which is flushed per record, remains the source of truth for completed work.
 
+Several processes on one host may share the file (the Ray executor's workers do): a batch waits in
+memory and is written in one short ``BEGIN IMMEDIATE`` transaction, so a writer holds SQLite's lock for
+milliseconds, never while it waits for a model, and the others wait for it (``busy_timeout``) instead of
+failing. SQLite's locking needs every process on the same host: it is not for a network filesystem.
+
 Beside completions the file keeps a few *notes* (:meth:`RequestCache.get_meta` / ``put_meta``): facts
 a backend learnt about its server at start-up, such as the openai backend's structured-output dialect,
 so that a second run against the same server does not probe it again. They are written at once, not
@@ -27,6 +32,8 @@ from typing import Any, Sequence
 from condor.llm.base import Capabilities, ChatRequest, Completion, LLMBackend, request_key
 
 CACHE_FORMAT = "condor-cache v1"
+#: How long a write waits for another process's transaction before it gives up (and warns).
+BUSY_TIMEOUT_MS = 30_000
 # Notes share the meta table with the format line; the prefix keeps a note from ever replacing it.
 _NOTE_PREFIX = "note:"
 
@@ -47,6 +54,8 @@ class RequestCache:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            # Other processes' batches hold the write lock for milliseconds: wait for them.
+            self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)"
@@ -58,7 +67,8 @@ class RequestCache:
             self._db.execute("INSERT INTO meta VALUES ('format', ?)", (CACHE_FORMAT,))
         elif row[0] != CACHE_FORMAT:
             raise CacheError(f"{self.path}: cache format {row[0]!r}, expected {CACHE_FORMAT!r}; delete it or use another --cache")
-        self._pending = 0
+        #: Entries not yet written: key -> JSON value. Read through by :meth:`get`.
+        self._pending: dict[str, str] = {}
         self._last_commit = time.monotonic()
         self._commit_every = commit_every
         self._commit_seconds = commit_seconds
@@ -68,16 +78,19 @@ class RequestCache:
         self._closed = False
 
     def get(self, key: str) -> Completion | None:
-        try:
-            row = self._db.execute("SELECT value FROM completions WHERE key=?", (key,)).fetchone()
-        except sqlite3.Error as exc:
-            self._warn(f"cache read failed ({exc}); asking the model instead")
-            row = None
-        if row is None:
+        value = self._pending.get(key)
+        if value is None:
+            try:
+                row = self._db.execute("SELECT value FROM completions WHERE key=?", (key,)).fetchone()
+            except sqlite3.Error as exc:
+                self._warn(f"cache read failed ({exc}); asking the model instead")
+                row = None
+            value = row[0] if row is not None else None
+        if value is None:
             self.misses += 1
             return None
         self.hits += 1
-        data = json.loads(row[0])
+        data = json.loads(value)
         return Completion(
             text=data["text"],
             finish_reason=data.get("finish_reason"),
@@ -93,18 +106,9 @@ class RequestCache:
         if not completion.ok:
             return
         # ASCII escapes: model text with lone surrogates (a split emoji) is still storable.
-        value = json.dumps(completion.to_dict(), ensure_ascii=True)
-        try:
-            if self._pending == 0:
-                self._db.execute("BEGIN")
-            self._db.execute("INSERT OR REPLACE INTO completions VALUES (?, ?, ?)", (key, value, time.time()))
-        except sqlite3.Error as exc:
-            self._rollback()
-            self._warn(f"cache write failed ({exc}); results are still saved in the run directory")
-            return
-        self._pending += 1
+        self._pending[key] = json.dumps(completion.to_dict(), ensure_ascii=True)
         now = time.monotonic()
-        if self._pending >= self._commit_every or now - self._last_commit >= self._commit_seconds:
+        if len(self._pending) >= self._commit_every or now - self._last_commit >= self._commit_seconds:
             self.flush()
 
     def get_meta(self, key: str) -> Any | None:
@@ -130,19 +134,20 @@ class RequestCache:
         except sqlite3.Error as exc:
             self._rollback()
             self._warn(f"cache write failed ({exc}); the next run will learn this again")
-            return
-        # Inside an open batch the note would wait for the batch's commit; a note is rare and should
-        # survive a crash, so commit now.
-        self.flush()
 
     def flush(self) -> None:
+        """Write the waiting entries in one short transaction. Never raises, like :meth:`put`."""
         if self._pending:
+            now = time.time()
+            rows = [(key, value, now) for key, value in self._pending.items()]
             try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany("INSERT OR REPLACE INTO completions VALUES (?, ?, ?)", rows)
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
-                self._warn(f"cache commit failed ({exc}); the last {self._pending} entries were not cached")
-            self._pending = 0
+                self._warn(f"cache commit failed ({exc}); the last {len(rows)} entries were not cached")
+            self._pending.clear()
         self._last_commit = time.monotonic()
 
     def _rollback(self) -> None:
@@ -151,7 +156,6 @@ class RequestCache:
                 self._db.execute("ROLLBACK")
         except sqlite3.Error:
             pass
-        self._pending = 0
 
     def _warn(self, message: str) -> None:
         self.errors += 1
@@ -159,6 +163,7 @@ class RequestCache:
             log.warning("%s: %s", self.path, message)
 
     def __len__(self) -> int:
+        self.flush()
         return self._db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
 
     def close(self) -> None:

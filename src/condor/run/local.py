@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from typing import Any, Iterable, Sequence
 
@@ -25,12 +24,11 @@ from condor.llm.base import BackendUnavailable, ChatRequest, Completion, LLMBack
 from condor.run.batching import RequestBatcher
 from condor.run.executor import Executor, StageOutcome
 from condor.run.progress import ProgressBoard, StageProgress
-from condor.run.recovery import OutputChecks, RecoveryPolicy, parse_with_recovery
+from condor.run.recovery import OutputChecks
 from condor.run.steps import ModelStep
 from condor.run.store import RunStoreError, StageStore, record_hash
-from condor.stages.base import Record, Rejection, Stage
-
-log = logging.getLogger(__name__)
+from condor.run.unit import make_unit
+from condor.stages.base import Record, Stage
 
 __all__ = ["LocalExecutor", "StageOutcome", "StageRunner"]
 
@@ -68,50 +66,14 @@ class StageRunner:
         # means the server is down: stop, rather than record the whole rest of the run as failures.
         self.outage_after = outage_after or max(32, self.window)
 
-    async def _attempt(self, requests: Sequence[ChatRequest], usage: Usage) -> list[Completion]:
+    async def _send(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         send = self.batcher.generate if self.batcher is not None else self.backend.generate
-        completions = await send(requests)
-        for completion in completions:
-            usage.add(completion)
-        return completions
+        return await send(requests)
 
     async def _process(self, record: Record, progress: StageProgress, digest: str) -> dict[str, Any]:
-        stage, usage = self.stage, Usage()
-        # Read per record: a backend may switch structured output off mid-run (a server that turned
-        # out not to obey schemas), and the ladder must stop asking for them at once.
-        policy = RecoveryPolicy(self.structured, self.backend.capabilities)
-        structured = policy.schema_first(stage)
-        attempts: list[str] = []
-        unit: dict[str, Any] = {"input_id": record["id"], "input_hash": digest, "records": [], "rejections": []}
-        try:
-            requests = stage.requests(record, structured=structured)
-            completions = await self._attempt(requests, usage)
-            attempts.append("schema" if structured else "text")
-            failed = [c for c in completions if not c.ok]
-            if failed:
-                # Marked as a failure either way, so that --retry-failed finds it again; the input is
-                # kept so that the failure can be reported (and carried on) with its whole record.
-                unit["error"] = failed[0].error or "no text in completion"
-                if all(c.transient for c in failed):
-                    unit["transient"] = True
-                if not stage.accepts_failures:
-                    unit["input"] = record
-            if not failed or stage.accepts_failures:
-                unit["records"], rejections = await parse_with_recovery(
-                    stage, record, completions, structured, policy,
-                    lambda batch: self._attempt(batch, usage), attempts, self.checks,
-                )
-                unit["rejections"].extend(r.to_dict() for r in rejections)
-        except BackendUnavailable:
-            raise
-        except Exception as exc:  # a bug in a stage must cost one record, recorded, not the run
-            log.exception("stage %s failed on %s", stage.name, record.get("id"))
-            unit["records"] = []
-            unit["rejections"] = [Rejection(stage.name, "internal_error", repr(exc), record).to_dict()]
-        if stage.annotate:
-            for out in unit["records"]:
-                self._annotate(out, usage, attempts)
-        unit["usage"] = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
+        unit, usage = await make_unit(
+            self.stage, self.backend, record, digest, structured=self.structured, checks=self.checks, send=self._send
+        )
         progress.requests += usage.requests - usage.cached
         progress.tokens += usage.completion_tokens
         progress.retries += usage.retries
@@ -119,16 +81,6 @@ class StageRunner:
         progress.rejections += len(unit["rejections"])
         self._usage.merge(usage)
         return unit
-
-    def _annotate(self, out: Record, usage: Usage, attempts: list[str]) -> None:
-        stage = self.stage
-        out.setdefault("models", {})[stage.role] = self.backend.identity
-        out.setdefault("templates", {})[stage.name] = stage.version
-        out.setdefault("usage", {})[stage.name] = {
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "attempts": attempts,
-        }
 
     async def run(self, inputs: Iterable[Record], total: int | None = None) -> StageOutcome:
         started = time.monotonic()
@@ -231,8 +183,11 @@ class LocalExecutor(Executor):
         board: ProgressBoard | None = None,
         retry_failed: bool = False,
         window: int | None = None,
+        owns_backends: bool = False,
     ) -> None:
         self.backends = backends
+        #: Close the backends in :meth:`aclose` (when this executor was handed them to keep).
+        self.owns_backends = owns_backends
         self.structured = structured or {}
         self.board = board or ProgressBoard(quiet=True)
         self.retry_failed = retry_failed
@@ -258,3 +213,9 @@ class LocalExecutor(Executor):
         outcome = await runner.run(inputs, total=total)
         outcome.models[role] = self.backends[role].describe()
         return outcome
+
+    async def aclose(self) -> None:
+        if self.owns_backends:
+            from condor.llm.registry import close_backends
+
+            await close_backends(self.backends)

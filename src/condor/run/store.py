@@ -189,6 +189,10 @@ class StageStore:
         for path in self.shard_paths():
             yield from self._read_shard(path)
 
+    def own_units(self) -> Iterator[dict[str, Any]]:
+        """The units of this writer's shard alone, in file order (a writer resuming its own part)."""
+        return self._read_shard(self.units_path)
+
     def _latest_positions(self) -> dict[str, tuple[float, int, int]]:
         """``{input_id: (written at, shard, line)}`` of each input's latest unit."""
         latest: dict[str, tuple[float, int, int]] = {}

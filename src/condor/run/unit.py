@@ -1,0 +1,97 @@
+"""One input's work unit: what a model step does to one record, shared by every executor.
+
+:func:`make_unit` sends the stage's requests, climbs the recovery ladder (:mod:`condor.run.recovery`)
+when the reply cannot be parsed, applies the step's output checks, annotates each output with the
+model, template version and token usage that made it, and returns the *unit*: the one line an executor
+appends to the step's shard for this input (records, rejections, or the error). The local executor
+calls it from its asyncio window; the Ray executor from inside its workers, so both write the same
+units.
+
+What it leaves out: concurrency, writing the unit, progress counters and skipping finished inputs
+(the executor's), and how requests reach the model (the caller's ``send``: the backend itself, or a
+batcher in front of it).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Awaitable, Callable, Sequence
+
+from condor.llm.base import BackendUnavailable, ChatRequest, Completion, LLMBackend, Usage
+from condor.run.recovery import OutputChecks, RecoveryPolicy, parse_with_recovery
+from condor.stages.base import Record, Rejection, Stage
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[Sequence[ChatRequest]], Awaitable[list[Completion]]]
+
+
+async def make_unit(
+    stage: Stage,
+    backend: LLMBackend,
+    record: Record,
+    digest: str,
+    *,
+    structured: str = "auto",
+    checks: OutputChecks = OutputChecks(),
+    send: Send | None = None,
+) -> tuple[dict[str, Any], Usage]:
+    """The unit for ``record`` (whose content hash is ``digest``) and the tokens it took.
+
+    ``structured`` is the role's setting (auto, on, off). ``send`` defaults to ``backend.generate``.
+    Raises only :class:`BackendUnavailable`; a bug in a stage costs this one record, as a rejection.
+    """
+    usage = Usage()
+    transport = send or backend.generate
+
+    async def attempt(requests: Sequence[ChatRequest]) -> list[Completion]:
+        completions = await transport(requests)
+        for completion in completions:
+            usage.add(completion)
+        return completions
+
+    # Read per record: a backend may switch structured output off mid-run (a server that turned out not
+    # to obey schemas), and the ladder must stop asking for them at once.
+    policy = RecoveryPolicy(structured, backend.capabilities)
+    schema_first = policy.schema_first(stage)
+    attempts: list[str] = []
+    unit: dict[str, Any] = {"input_id": record["id"], "input_hash": digest, "records": [], "rejections": []}
+    try:
+        requests = stage.requests(record, structured=schema_first)
+        completions = await attempt(requests)
+        attempts.append("schema" if schema_first else "text")
+        failed = [c for c in completions if not c.ok]
+        if failed:
+            # Marked as a failure either way, so that --retry-failed finds it again; the input is kept
+            # so that the failure can be reported (and carried on) with its whole record.
+            unit["error"] = failed[0].error or "no text in completion"
+            if all(c.transient for c in failed):
+                unit["transient"] = True
+            if not stage.accepts_failures:
+                unit["input"] = record
+        if not failed or stage.accepts_failures:
+            unit["records"], rejections = await parse_with_recovery(
+                stage, record, completions, schema_first, policy, attempt, attempts, checks,
+            )
+            unit["rejections"].extend(r.to_dict() for r in rejections)
+    except BackendUnavailable:
+        raise
+    except Exception as exc:  # a bug in a stage must cost one record, recorded, not the run
+        log.exception("stage %s failed on %s", stage.name, record.get("id"))
+        unit["records"] = []
+        unit["rejections"] = [Rejection(stage.name, "internal_error", repr(exc), record).to_dict()]
+    if stage.annotate:
+        for out in unit["records"]:
+            _annotate(out, stage, backend.identity, usage, attempts)
+    unit["usage"] = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
+    return unit, usage
+
+
+def _annotate(out: Record, stage: Stage, identity: str, usage: Usage, attempts: list[str]) -> None:
+    out.setdefault("models", {})[stage.role] = identity
+    out.setdefault("templates", {})[stage.name] = stage.version
+    out.setdefault("usage", {})[stage.name] = {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "attempts": attempts,
+    }
