@@ -14,11 +14,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from condor.errors import ConfigError
-from condor.llm.settings import KINDS, BackendSettings, CommonSettings, EmbeddedSettings, OpenAISettings, StrictSettings
+from condor.llm.settings import (
+    KINDS, BackendSettings, CommonSettings, EmbeddedSettings, OpenAISettings, StrictSettings, VLLMSettings,
+)
 
 __all__ = [
     "ROLES", "BackendSettings", "CommonSettings", "ConfigError", "EmbeddedSettings", "OpenAISettings",
-    "PipelineConfig", "RaySettings", "RunConfig", "load_config",
+    "PipelineConfig", "RaySettings", "RunConfig", "VLLMSettings", "load_config",
 ]
 
 ROLES = ("question_writer", "answerer", "critic", "refiner", "judge")
@@ -65,10 +67,24 @@ class PipelineConfig(StrictSettings):
         0.1, ge=0.0, le=1.0,
         description="Largest share of a model step's items whose calls may fail before the run ends with an error (exit 1).",
     )
+    shard: str | None = Field(
+        None,
+        description="Run only shard i of N of the plan (i/N, i from 0), on one of N machines; `condor merge` joins the shards.",
+    )
     decontaminate: list[str] = Field(
         default_factory=list,
         description="Benchmark prompt files (JSONL, JSON array or plain lines); overlapping questions are dropped.",
     )
+
+    @field_validator("shard")
+    @classmethod
+    def _shard(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from condor.run.shards import parse_shard
+
+        index, count = parse_shard(value)
+        return f"{index}/{count}"
 
 
 _RAY_ADDRESS = re.compile(r"(ray://)?[A-Za-z0-9_.\-\[\]:]+:[0-9]{1,5}")
@@ -124,7 +140,7 @@ class RunConfig(StrictSettings):
             raise ValueError(f"unknown role(s) {unknown}; known roles are {list(ROLES)}")
         return value
 
-    def backend_for(self, role: str) -> OpenAISettings | EmbeddedSettings:
+    def backend_for(self, role: str) -> OpenAISettings | EmbeddedSettings | VLLMSettings:
         return self.roles.get(role, self.llm)
 
     def given(self, dotted: str) -> bool:

@@ -46,15 +46,18 @@ def _root(
 
 def _register() -> None:
     # Command modules keep their heavy imports inside the commands, so registering them all is cheap.
-    from condor.cli import export, generate, judge, pipeline, report, show, tree
+    from condor.cli import export, generate, iterate, judge, merge, pipeline, report, show, train, tree
 
     generate.register(app)
     pipeline.register(app)
     export.register(app)
+    merge.register(app)
     judge.register(app)
     report.register(app)
     show.register(app)
     tree.register(app)
+    train.register(app)
+    iterate.register(app)
 
 
 _register()

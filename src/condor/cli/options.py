@@ -1,7 +1,7 @@
 """Options shared by the commands, defined once, with their help taken from the config's fields.
 
 Every command that calls a model takes the same model flags (``--config``, ``--backend``,
-``--base-url``, ``--model``, ``--api-key-env``, ``--concurrency``, ``--max-tokens``, ``--temperature``,
+``--base-url`` (repeatable: replicas), ``--model``, ``--api-key-env``, ``--concurrency``, ``--max-tokens``, ``--temperature``,
 ``--cache``): :func:`model_options` adds them to a command and hands them over as one
 :class:`ModelFlags`. Flags override the YAML file, which overrides the defaults; the YAML file is read
 once, by :func:`condor.config.load_config`.
@@ -64,7 +64,7 @@ class ModelFlags:
 
     config: Optional[Path] = None
     backend: Optional[str] = None
-    base_url: Optional[str] = None
+    base_url: Optional[list[str]] = None
     model: Optional[str] = None
     api_key_env: Optional[str] = None
     concurrency: Optional[int] = None
@@ -75,11 +75,13 @@ class ModelFlags:
     def overrides(self) -> dict[str, Any]:
         """Dotted config keys for the flags. Giving --base-url alone implies the openai backend."""
         backend = self.backend
-        if backend is None and self.base_url is not None:
+        if backend is None and self.base_url:
             backend = "openai"
-        values = {name: getattr(self, name) for name in ("base_url", "model", "api_key_env", "concurrency",
-                                                         "max_tokens", "temperature")}
+        values = {name: getattr(self, name) for name in ("model", "api_key_env", "concurrency", "max_tokens", "temperature")}
         out = {f"llm.{name}": value for name, value in values.items()}
+        if self.base_url:
+            # Given several times: replicas of one model (condor.llm.replicas); once: one server.
+            out["llm.base_url"] = self.base_url[0] if len(self.base_url) == 1 else list(self.base_url)
         out["llm.backend"] = backend
         out["cache"] = str(self.cache) if self.cache else None
         return out
@@ -98,7 +100,9 @@ FLAGS = {"llm.base_url": "--base-url", "llm.model": "--model", "llm.api_key_env"
 _MODEL_OPTIONS: dict[str, Any] = {
     "config": ConfigOpt,
     "backend": Annotated[Optional[str], typer.Option("--backend", help=f"Backend kind: {', '.join(KINDS)} (default embedded; --base-url implies openai).")],
-    "base_url": Annotated[Optional[str], typer.Option("--base-url", help=_help(OpenAISettings, "base_url"))],
+    "base_url": Annotated[Optional[list[str]], typer.Option(
+        "--base-url", help="Server address as OpenAI clients take it, e.g. http://localhost:8000/v1; give it once per "
+        "replica to spread the load over several servers of one model.")],
     "model": Annotated[Optional[str], typer.Option(
         "--model", help=f"{_help(OpenAISettings, 'model')} For embedded: {_help(EmbeddedSettings, 'model')}")],
     "api_key_env": Annotated[Optional[str], typer.Option("--api-key-env", help=_help(OpenAISettings, "api_key_env"))],

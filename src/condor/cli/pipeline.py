@@ -32,6 +32,7 @@ from condor.cli.options import (
 
 TargetOpt = pipeline_option("target", "--target", int, min=1)
 MaxRequestsOpt = pipeline_option("max_requests", "--max-requests", int, min=1)
+ShardOpt = pipeline_option("shard", "--shard", str, "Each shard writes its own run directory.")
 ExecutorOpt = Annotated[Optional[str], typer.Option(
     "--executor", help=_help(RunConfig, "executor") + " (--ray-address implies ray)")]
 RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help=_help(RaySettings, "address"))]
@@ -107,6 +108,7 @@ def void(
     target: TargetOpt = None,
     max_requests: MaxRequestsOpt = None,
     decontaminate: DecontaminateOpt = None,
+    shard: ShardOpt = None,
     max_failure_share: MaxFailureShareOpt = None,
     retry_failed: RetryOpt = False,
     force: ForceOpt = False,
@@ -118,7 +120,7 @@ def void(
     """Condor Void: sample tags, write easy/medium/hard questions per task, filter them, answer them."""
     _execute(ctx, flags, output, "void", quiet, retry_failed, force, executor=executor, ray_address=ray_address,
              tree=tree, leaves=leaves, tasks=tasks, lang=lang, seed=seed, target=target, max_requests=max_requests,
-             decontaminate=decontaminate, max_failure_share=max_failure_share)
+             decontaminate=decontaminate, shard=shard, max_failure_share=max_failure_share)
 
 
 @model_options
@@ -155,6 +157,7 @@ def run(
     target: TargetOpt = None,
     max_requests: MaxRequestsOpt = None,
     decontaminate: DecontaminateOpt = None,
+    shard: ShardOpt = None,
     max_failure_share: MaxFailureShareOpt = None,
     retry_failed: RetryOpt = False,
     force: ForceOpt = False,
@@ -166,7 +169,7 @@ def run(
     """The whole pipeline: tree sampling, Condor Void, Condor Refine, export to OUT/sft.jsonl."""
     _execute(ctx, flags, output, "run", quiet, retry_failed, force, executor=executor, ray_address=ray_address,
              tree=tree, leaves=leaves, tasks=tasks, rounds=rounds, select=select, lang=lang, seed=seed,
-             target=target, max_requests=max_requests, decontaminate=decontaminate,
+             target=target, max_requests=max_requests, decontaminate=decontaminate, shard=shard,
              max_failure_share=max_failure_share)
 
 

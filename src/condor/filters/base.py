@@ -24,6 +24,9 @@ class Gate(ABC):
     """
 
     name: str = "gate"
+    #: The verdict on a record depends on other records (a duplicate index), not on the record alone.
+    #: A sharded run leaves such gates to ``condor merge``, which applies them over every shard.
+    across_records: bool = False
 
     @property
     def settings(self) -> Any:

@@ -55,6 +55,7 @@ class NearDuplicates(Gate):
     """Exact and MinHash near-duplicate questions: the first one (in id order) is kept."""
 
     name = "near_duplicates"
+    across_records = True
 
     def __init__(self, threshold: float) -> None:
         self.threshold = threshold

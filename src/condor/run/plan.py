@@ -18,6 +18,7 @@ from collections import Counter
 
 from condor.config import ConfigError, PipelineConfig
 from condor.run.records import PLAN_FILE
+from condor.run.shards import parse_shard, plan_digest, shard_of
 from condor.run.store import RunDirectory, atomic_write_lines, dumps
 from condor.stages.base import Record
 from condor.stages.tasks import TaskType
@@ -127,15 +128,24 @@ def load_or_create_plan(
 ) -> int:
     """Write the plan on the first run, check it on later ones; returns the number of work items.
 
-    A growing plan (``--target``) is bound to everything but its size, which later draws change.
+    A growing plan (``--target``) is bound to everything but its size, which later draws change. A
+    sharded run (``pipeline.shard``, i/N) keeps only its shard's items and notes in the manifest how
+    many items the whole plan has and a digest of their ids, for ``condor merge`` to check.
     """
     path = run.root / PLAN_FILE
     run.bind_inputs("plan", plan_fingerprint(pipeline, list(tasks), "growing" if growing else leaves))
+    run.bind_inputs("shard", pipeline.shard or "all")
     if path.exists():
         return sum(1 for _ in path.open(encoding="utf-8"))
     items = build_plan(pipeline, tasks, leaves)
     if not items:
         raise ConfigError("the plan is empty: no leaves or no tasks selected")
+    if pipeline.shard is not None:
+        index, count = parse_shard(pipeline.shard)
+        run.manifest["shard"] = {"index": index, "count": count, "plan_items": len(items),
+                                 "plan_digest": plan_digest(item["id"] for item in items)}
+        run.save_manifest()
+        items = [item for item in items if shard_of(item["id"], count) == index]
     return atomic_write_lines(path, (dumps(item) for item in items))
 
 
