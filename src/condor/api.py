@@ -158,8 +158,10 @@ async def arun_pipeline(
         summary = write_exports(reader, run.root)
         record_export(run, summary)
     result = PipelineResult(reader, summary, [*settings.notes, *runner.notes], outcome)
-    result.failures = failure_report(reader, summary.sft, cfg.pipeline.max_failure_share,
-                                     result.rejections_by_reason() if not summary.sft else None)
+    # A shard's rows are judged by `condor merge`, which makes the dataset: here only its failures count.
+    rows = None if "shard" in reader.manifest else summary.sft
+    result.failures = failure_report(reader, rows, cfg.pipeline.max_failure_share,
+                                     result.rejections_by_reason() if rows == 0 else None)
     return result
 
 

@@ -49,7 +49,8 @@ class FailureReport:
     """The failures of a finished run and the verdict: ``ok`` unless nothing or too little came through."""
 
     steps: list[StepFailures]
-    rows: int
+    #: Rows of the dataset; None where the dataset is made elsewhere (a shard's, by `condor merge`).
+    rows: int | None
     max_share: float = DEFAULT_MAX_SHARE
     #: What the empty dataset lost its items to, when it is empty: ``{reason: count}``.
     rejected: dict[str, int] = field(default_factory=dict)
@@ -65,7 +66,7 @@ class FailureReport:
 
     @property
     def ok(self) -> bool:
-        return self.rows > 0 and not self.over
+        return self.rows != 0 and not self.over
 
     def problems(self) -> list[str]:
         """One line per reason the run is not a success (none when :attr:`ok`)."""
@@ -96,7 +97,7 @@ def step_failures(name: str, entry: dict[str, Any]) -> StepFailures:
                         dict(entry.get("errors") or {}))
 
 
-def failure_report(reader: RunReader, rows: int, max_share: float = DEFAULT_MAX_SHARE,
+def failure_report(reader: RunReader, rows: int | None, max_share: float = DEFAULT_MAX_SHARE,
                    rejected: dict[str, int] | None = None) -> FailureReport:
     """The failures of every model step that leads to the run's final step."""
     final = reader.final_step
