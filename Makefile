@@ -34,12 +34,17 @@ $(VENV)/.demo-installed: pyproject.toml $(CONSTRAINTS) $(VENV)/.llama-installed
 
 $(VENV)/.test-installed: pyproject.toml $(CONSTRAINTS) $(VENV)/.llama-installed
 	$(PIP) $(TORCH)
-	$(PIP) -e '.[embedded,embeddings,test,export,judge,report,ray]'
+	$(PIP) -e '.[embedded,embeddings,test,export,judge,report,ray,train]'
 	touch $@ $(VENV)/.demo-installed
 
 # The report's browser tests drive Debian's chromium (Playwright's own browser download is never used).
 $(VENV)/.browser-installed: | $(BIN)/python
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	touch $@
+
+# The progress display is tested in a real terminal: tmux, from Debian.
+$(VENV)/.terminal-installed: | $(BIN)/python
+	command -v tmux >/dev/null || (apt-get update -qq && apt-get install -y -qq tmux)
 	touch $@
 
 # Re-resolve every dependency from pyproject.toml in a scratch environment and write the lock file.
@@ -49,7 +54,7 @@ lock:
 	$(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/pip install -q pip==$(PIP_VERSION)
 	CMAKE_ARGS="$(LLAMA_CMAKE)" CMAKE_BUILD_PARALLEL_LEVEL=2 $(LOCK_VENV)/bin/pip install -q $(LLAMA) $(TORCH)
-	$(LOCK_VENV)/bin/pip install -q '.[embedded,embeddings,test,export,judge,report,ray]'
+	$(LOCK_VENV)/bin/pip install -q '.[embedded,embeddings,test,export,judge,report,ray,train]'
 	{ echo "# Exact versions that make demo, make test and CI install (pip -c constraints.txt)."; \
 	  echo "# Refresh with 'make lock' after changing dependencies in pyproject.toml; commit the result."; \
 	  $(LOCK_VENV)/bin/pip freeze --exclude-editable | grep -v -i '^condor-data' | sed 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/'; \
@@ -64,7 +69,7 @@ demo: $(VENV)/.demo-installed
 	@$(BIN)/condor show $(DEMO_OUT) --rows 3
 	@HF_HUB_OFFLINE=1 $(BIN)/condor report $(DEMO_OUT) -o $(DEMO_OUT)/report.html
 
-test: $(VENV)/.test-installed $(VENV)/.browser-installed
+test: $(VENV)/.test-installed $(VENV)/.browser-installed $(VENV)/.terminal-installed
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -ra
 
 test-fast: $(VENV)/.test-installed

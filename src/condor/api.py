@@ -26,6 +26,7 @@ from condor.run.steps import Step, resolve
 
 if TYPE_CHECKING:
     from condor.run.executor import Executor
+    from condor.run.failures import FailureReport
     from condor.run.progress import ProgressBoard
     from condor.run.target import TargetOutcome
 
@@ -38,6 +39,7 @@ __all__ = [
     "export_run",
     "judge_runs",
     "load_config",
+    "merge_runs",
     "pipeline_steps",
     "read_run",
     "run_pipeline",
@@ -53,6 +55,9 @@ class PipelineResult:
     notes: list[str] = field(default_factory=list)
     #: With ``pipeline.target``: how the run went toward its target.
     target: "TargetOutcome | None" = None
+    #: Failed model calls per step and the verdict (``failures.ok``): false when nothing, or too large a
+    #: share of some step's items (``pipeline.max_failure_share``), came through.
+    failures: "FailureReport | None" = None
 
     def rejections_by_reason(self) -> dict[str, int]:
         """Records that left the pipeline, counted by reason (most frequent first)."""
@@ -85,19 +90,26 @@ async def arun_pipeline(
     refine_input: str | Path | None = None,
     retry_failed: bool = False,
     quiet: bool = True,
+    force: bool = False,
 ) -> PipelineResult:
     """Run (or resume) the pipeline into the run directory ``out``; see :func:`run_pipeline`."""
+    from condor.run.failures import failure_report
     from condor.run.orchestrate import StepRunner
     from condor.run.plan import load_or_create_plan
     from condor.run.progress import ProgressBoard
-    from condor.run.store import RunDirectory, RunStoreError
+    from condor.run.shards import defer_cross_record_gates, gate_settings
+    from condor.run.store import RunDirectory, RunStoreError, refuse_symlink
     from condor.run.target import first_draw_leaves, run_to_target
 
     settings: Settings = effective_settings(config)
     cfg = settings.config
     refine_path = Path(refine_input) if refine_input is not None else None
     chosen = list(steps) if steps is not None else build_steps(settings, mode, refine_path)
-    run = RunDirectory(out)
+    if cfg.pipeline.shard is not None:
+        check_shardable(cfg, mode, refine_path)
+    run = RunDirectory(out, force=force)
+    if refine_path is not None:
+        run.refuse_own(refine_path, "--input file")
     with run.lock():
         if mode == "refine" and refine_path is None and not run.stage(VOID_BASE).is_complete():
             raise RunStoreError(
@@ -112,7 +124,19 @@ async def arun_pipeline(
         if mode in ("run", "void"):
             leaves = first_draw_leaves(settings) if target else settings.leaves
             load_or_create_plan(run, cfg.pipeline, settings.tasks, leaves, growing=bool(target))
+        if "shard" in run.manifest:
+            # A shard leaves cross-record gates to `condor merge`, and notes what the unsharded steps'
+            # settings are, so that the merged run's steps look finished to the unsharded command.
+            run.manifest["shard"].setdefault("gate_settings", {}).update(gate_settings(chosen))
+            chosen, deferred = defer_cross_record_gates(chosen)
+            run.manifest["shard"].setdefault("deferred", {}).update(deferred)
+            shard = run.manifest["shard"]
+            settings.notes.append(
+                f"shard {shard['index']}/{shard['count']}: this directory holds part of a run, with near-duplicate "
+                "removal left for `condor merge`, which joins all the shards into the dataset")
         cache_path = Path(cfg.cache) if cfg.cache else run.root / "cache.sqlite"
+        if not cfg.cache:
+            refuse_symlink(cache_path)
         board = ProgressBoard(quiet=quiet)
         executor = await open_executor(cfg, cache_path, board, retry_failed)
         try:
@@ -133,7 +157,12 @@ async def arun_pipeline(
         run.save_manifest()
         summary = write_exports(reader, run.root)
         record_export(run, summary)
-    return PipelineResult(reader, summary, settings.notes, outcome)
+    result = PipelineResult(reader, summary, [*settings.notes, *runner.notes], outcome)
+    # A shard's rows are judged by `condor merge`, which makes the dataset: here only its failures count.
+    rows = None if "shard" in reader.manifest else summary.sft
+    result.failures = failure_report(reader, rows, cfg.pipeline.max_failure_share,
+                                     result.rejections_by_reason() if rows == 0 else None)
+    return result
 
 
 async def open_executor(cfg: RunConfig, cache_path: Path | None, board: "ProgressBoard",
@@ -154,16 +183,43 @@ async def open_executor(cfg: RunConfig, cache_path: Path | None, board: "Progres
     return LocalExecutor(backends, structured=structured, board=board, retry_failed=retry_failed, owns_backends=True)
 
 
+def check_shardable(cfg: RunConfig, mode: Mode, refine_input: Path | None) -> None:
+    """Refuse what a sharded run cannot do: a growing plan, or a dataset from outside instead of a plan.
+
+    (``condor refine`` in a shard's directory refines that shard and needs no splitting.)
+    """
+    from condor.errors import ConfigError
+
+    if cfg.pipeline.target is not None:
+        raise ConfigError("--shard cannot be combined with --target: each shard would grow its own plan; "
+                          "give every shard a fixed --leaves instead")
+    if refine_input is not None:
+        raise ConfigError("--shard splits the plan of `condor run` or `condor void`, not a dataset given with --input; "
+                          "split the file instead and refine each part in its own directory")
+
+
 def run_pipeline(config: RunConfig | str | Path | None, out: str | Path, **options) -> PipelineResult:
     """``condor run`` as a function: sample tags, Condor Void, Condor Refine, export into ``out``.
 
     ``config`` is a :class:`~condor.config.RunConfig`, a YAML file, or None for the defaults (the
     embedded model). Options: ``mode`` ("run", "void", "refine"), ``steps`` (a step list, default
-    :func:`pipeline_steps`), ``refine_input`` (an SFT file to refine), ``retry_failed``, ``quiet``.
+    :func:`pipeline_steps`), ``refine_input`` (an SFT file to refine), ``retry_failed``, ``quiet``,
+    ``force`` (write into a directory that holds other files Condor would write, without a manifest).
     Resumable: calling it again on the same ``out`` continues where it stopped.
     """
     cfg = config if isinstance(config, RunConfig) else load_config(config)
     return asyncio.run(arun_pipeline(cfg, out, **options))
+
+
+def merge_runs(shards: Sequence[str | Path], out: str | Path):
+    """``condor merge SHARD... -o OUT``: join the finished shards of a run made with ``--shard i/N`` into
+    one run directory, checked (same settings, every shard once, no gap, no duplicate). Near-duplicate
+    removal, which each shard left out, is applied over all of them, so the records are those of one
+    unsharded run. Returns a :class:`~condor.run.merge.MergeResult`.
+    """
+    from condor.run.merge import merge_runs as merge
+
+    return merge(shards, out)
 
 
 def export_dataset(

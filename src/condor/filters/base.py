@@ -34,6 +34,9 @@ class Gate(ABC):
     name: str = "gate"
     ordered: bool = True
     chunked: bool = True
+    #: The verdict on a record depends on other records (a duplicate index), not on the record alone.
+    #: A sharded run leaves such gates to ``condor merge``, which applies them over every shard.
+    across_records: bool = False
 
     @property
     def settings(self) -> Any:

@@ -60,6 +60,7 @@ class NearDuplicates(Gate):
 
     name = "near_duplicates"
     chunked = False  # ordered (the index is state), but one record at a time: batches do not matter
+    across_records = True
 
     def __init__(self, threshold: float) -> None:
         self.threshold = threshold

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 BACKENDS: dict[str, str] = {
     "openai": "condor.llm.openai:OpenAIBackend",
     "embedded": "condor.llm.embedded:EmbeddedBackend",
+    "vllm": "condor.llm.vllm:VLLMBackend",
+    "transformers": "condor.llm.transformers:TransformersBackend",
 }
 
 
@@ -41,7 +43,13 @@ def backend_class(kind: str) -> type[LLMBackend]:
 
 def build_backend(settings: "CommonSettings", *, cache: "RequestCache | None" = None) -> LLMBackend:
     """The backend for ``settings``, behind ``cache`` when one is given (several backends may share one)."""
-    backend = backend_class(settings.backend).from_settings(settings)  # type: ignore[attr-defined]
+    if len(getattr(settings, "urls", lambda: ())()) > 1:
+        # Several addresses of one model: one backend over the replicas (condor.llm.replicas).
+        from condor.llm.replicas import ReplicaBackend
+
+        backend: LLMBackend = ReplicaBackend.from_settings(settings)  # type: ignore[arg-type]
+    else:
+        backend = backend_class(settings.backend).from_settings(settings)  # type: ignore[attr-defined]
     if settings.structured == "on" and not backend.capabilities.structured:
         raise ConfigError(f"structured: on, but the {settings.backend} backend cannot constrain output to a schema")
     if cache is not None:

@@ -1,60 +1,24 @@
-"""Files of a run directory written whole or not at all, and how units and records are encoded.
+"""Helpers of the run directory's files: how units and records are encoded, torn tails, links.
 
-A temporary file in the same directory, flushed and fsynced, then renamed over the target: a reader
-(or a process killed mid-write) sees the old file or the new one, never half of one. What it leaves
-out: appending (the shards of :mod:`condor.run.store` do that, one unit per ``write``; a torn last line
-left by a crash is cut here, :func:`cut_torn_tail`).
+Whole-file writes (temporary file, fsync, rename, one file mode) are :mod:`condor.files`'s, re-exported
+here. Appending is the shards' (:mod:`condor.run.store`, one unit per ``write``); a torn last line left
+by a crash is cut here (:func:`cut_torn_tail`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+from condor.files import atomic_write_lines, atomic_write_text
 
 __all__ = ["RunStoreError", "atomic_write_lines", "atomic_write_text", "cut_torn_tail", "dumps", "record_hash", "refuse_symlink"]
 
 
 class RunStoreError(RuntimeError):
     """The run directory is unusable or was made by an incompatible run; the message says how to proceed."""
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a whole file or nothing: temp file in the same directory, fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_lines(path: Path, lines: Iterator[str]) -> int:
-    """Stream lines into a temp file and rename it into place; returns the number of lines."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for line in lines:
-                handle.write(line)
-                handle.write("\n")
-                count += 1
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return count
 
 
 def dumps(obj: Any) -> str:

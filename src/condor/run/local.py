@@ -21,12 +21,13 @@ import time
 from typing import TYPE_CHECKING, Any, AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 
 from condor.llm.base import BackendUnavailable, ChatRequest, Completion, LLMBackend, Usage
+from condor.llm.settings import settings_key
 from condor.run.batching import RequestBatcher
 from condor.run.executor import Executor, StageOutcome
 from condor.run.progress import ProgressBoard, StageProgress
 from condor.run.recovery import OutputChecks
 from condor.run.steps import ModelStep
-from condor.run.store import FAILED, TRANSIENT, RunStoreError, StageStore, record_hash
+from condor.run.store import FAILED, STALE, TRANSIENT, RunStoreError, StageStore, record_hash
 from condor.run.unit import make_unit
 from condor.stages.base import Record, Stage
 
@@ -64,8 +65,11 @@ class StageRunner:
         emit: Callable[[dict[str, Any]], None] | None = None,
         plain: bool = False,
         priority: int = 0,
+        settings_key: str | None = None,
     ) -> None:
         self.stage = stage
+        # Stored with each unit: a unit made under other sampling settings is not done (provenance).
+        self.settings_key = settings_key
         self.backend = backend
         self.store = store
         self.structured = structured
@@ -97,7 +101,8 @@ class StageRunner:
 
     async def _process(self, record: Record, progress: StageProgress, digest: str) -> dict[str, Any]:
         unit, usage = await make_unit(
-            self.stage, self.backend, record, digest, structured=self.structured, checks=self.checks, send=self._send
+            self.stage, self.backend, record, digest, structured=self.structured, checks=self.checks, send=self._send,
+            settings=self.settings_key,
         )
         progress.requests += usage.requests - usage.cached
         progress.tokens += usage.completion_tokens
@@ -114,8 +119,8 @@ class StageRunner:
         # Units that failed at the transport level are sent again: this executor only runs an unfinished
         # stage (or one the user asked to retry), and such failures usually mean the server was down.
         shards = self.store.shard_paths()
-        existing = self.store.latest_index()
-        redo = (FAILED, TRANSIENT) if self.retry_failed else (TRANSIENT,)
+        existing = self.store.latest_index(self.settings_key)
+        redo = (FAILED, TRANSIENT, STALE) if self.retry_failed else (TRANSIENT, STALE)
         superseded = False
         outcome = StageOutcome(self.stage.name)
         self.progress = progress = StageProgress(self.stage.name, total, resumed=0)
@@ -126,6 +131,7 @@ class StageRunner:
 
         def finished(task: asyncio.Task) -> None:
             pending.discard(task)
+            progress.end(task)
             slots.release()
             if task.cancelled():
                 return
@@ -183,6 +189,7 @@ class StageRunner:
                         break
                     task = asyncio.create_task(self._process(record, progress, digest))
                     pending.add(task)
+                    progress.begin(task)
                     task.add_done_callback(finished)
                 while pending and not fatal:
                     await asyncio.wait(set(pending), return_when=asyncio.FIRST_COMPLETED)
@@ -253,6 +260,7 @@ class LocalExecutor(Executor):
             emit=emit,
             plain=True,
             priority=priority,
+            settings_key=settings_key(step.settings),
         )
 
     async def run(self, step: ModelStep, inputs: Iterable[Record], store: StageStore, *, total: int | None) -> StageOutcome:

@@ -1,8 +1,10 @@
 """Running a list of steps over a run directory: skip what is finished, run the rest, record it.
 
 For each step in order: a step whose completion marker carries the same key as now (the same
-upstream markers and, for gates, the same settings) is skipped without reading its inputs; otherwise a
-model step goes to the executor, which resumes from the step's shards and the request cache, and a
+upstream markers and the same settings: a gate's, or a model step's model and sampling settings) is
+skipped without reading its inputs; otherwise a model step goes to the executor, which resumes from
+the step's shards (units made under other sampling settings do not count as done) and the request
+cache, and a
 gate or source step is computed again whole (it is cheap and deterministic). Every step's counts,
 token usage, template version and model go into the manifest, with the step graph, so that
 :class:`~condor.run.records.RunReader` can read the run later without any of this code.
@@ -16,12 +18,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
+from condor.llm.settings import describe_change
 from condor.run.executor import Executor, StageOutcome
 from condor.run.records import PLAN_FILE, RunReader
 from condor.run.sorting import is_sorted, sorted_records
 from condor.run.steps import PLAN, GateStep, ModelStep, SourceStep, Step, resolve
 from condor.run.store import RunDirectory, StageStore
 from condor.stages.base import Record
+
+#: Longest error text kept per distinct error in the manifest.
+ERROR_CHARS = 300
 
 
 def step_key(run: RunDirectory, upstream: Iterable[str | None], settings: Any) -> str:
@@ -56,6 +62,7 @@ class Tally:
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
         self.reasons: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
 
     def add(self, unit: dict[str, Any]) -> dict[str, Any]:
         self.counts["units"] += 1
@@ -65,11 +72,13 @@ class Tally:
         if unit.get("error"):
             self.counts["failures"] += 1
             self.reasons["backend_error"] += 1
+            self.errors[str(unit["error"])[:ERROR_CHARS]] += 1
         return unit
 
     def summary(self) -> dict[str, Any]:
         counts = {name: self.counts[name] for name in ("units", "records", "rejections", "failures")}
-        return {**counts, "reasons": dict(self.reasons.most_common())}
+        # The commonest errors, so that a summary (and a rerun's summary) can say why calls failed.
+        return {**counts, "reasons": dict(self.reasons.most_common()), "errors": dict(self.errors.most_common(3))}
 
 
 def _summary(reader: RunReader, name: str) -> dict[str, Any]:
@@ -98,14 +107,26 @@ class StepRunner:
         self.executor = executor
         self.retry_failed = retry_failed
         self.reader = RunReader(run.root, run.manifest)
+        #: Things the person running this should know (a step redone because its settings changed).
+        self.notes: list[str] = []
+
+    def key(self, step: Step) -> str:
+        """What ``step``'s completion marker must say for the step to count as finished now: its
+        inputs, and the settings that change its output (a model step's sampling settings included)."""
+        if isinstance(step, GateStep):
+            settings = step.settings
+        elif isinstance(step, SourceStep):
+            settings = step.fingerprint
+        else:
+            settings = step.settings or None
+        return step_key(self.run, [step.reads, *step.carry_from], settings)
 
     def _finished(self, step: Step) -> bool:
         store = self.run.stage(step.name)
         if self.retry_failed or not store.is_complete():
             return False
         marker = store.completion()
-        settings = step.settings if isinstance(step, GateStep) else step.fingerprint if isinstance(step, SourceStep) else None
-        return marker is not None and marker.get("key") == step_key(self.run, [step.reads, *step.carry_from], settings)
+        return marker is not None and marker.get("key") == self.key(step)
 
     async def run_steps(self, steps: Sequence[Step]) -> RunReader:
         """Skip the finished steps at the head of ``steps``; hand the rest to the executor as chains.
@@ -134,10 +155,19 @@ class StepRunner:
         return self.reader
 
     async def _run_chain(self, steps: list[Step]) -> None:
-        if steps:
-            for step in steps:
-                self.run.stage(step.name).clear_complete()
-            await self.executor.run_chain(StepChain(self, steps))
+        if not steps:
+            return
+        for step in steps:
+            if isinstance(step, ModelStep):
+                # The settings that will have made this step's data; units made under others are redone.
+                entry = self.run.manifest["stages"].setdefault(step.name, {})
+                before = entry.get("settings")
+                if step.settings and before and before != step.settings:
+                    self.notes.append(f"{step.name}: {describe_change(before, step.settings)} since its data was made; redone")
+                entry["settings"] = step.settings
+            self.run.stage(step.name).clear_complete()
+        self.run.save_manifest()
+        await self.executor.run_chain(StepChain(self, steps))
 
     def _rewrite(self, step: Step, units: Iterable[dict[str, Any]], settings: Any) -> None:
         store = self.run.stage(step.name)
@@ -197,7 +227,7 @@ class StepChain:
     def model_done(self, step: ModelStep, outcome: StageOutcome) -> None:
         assert step.stage is not None
         runner = self.runner
-        key = step_key(runner.run, [step.reads, *step.carry_from], None)
+        key = runner.key(step)
         entry = runner.run.manifest["stages"].setdefault(step.name, {})
         previous = entry.get("usage", {})
         if not outcome.plain:
@@ -219,8 +249,7 @@ class StepChain:
 
     def gate_done(self, step: GateStep, summary: dict[str, Any]) -> None:
         """A gate step whose units were written whole (its store is plain) with these counts."""
-        key = step_key(self.runner.run, [step.reads, *step.carry_from], step.settings)
-        self.runner._record(step, key, summary)
+        self.runner._record(step, self.runner.key(step), summary)
 
     def gate_whole(self, step: GateStep) -> None:
         """Run a gate step over its inputs read from the run directory (the steps before it finished)."""

@@ -13,18 +13,22 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 from pathlib import Path
 from collections import Counter
 from typing import Iterator
 
 from condor.config import ConfigError, PipelineConfig
 from condor.run.records import PLAN_FILE
+from condor.run.shards import parse_shard, plan_digest, shard_of
 from condor.run.store import RunDirectory, atomic_write_lines, dumps
 from condor.stages.base import Record
 from condor.stages.tasks import TaskType
 from condor.tree.io import SHIPPED_TREES, resolve_tree
 from condor.tree.model import KnowledgeTree, node_id
 from condor.tree.sample import sample_leaves
+
+log = logging.getLogger(__name__)
 
 __all__ = ["PLAN_FILE", "append_draw", "build_plan", "plan_items", "load_or_create_plan", "plan_fingerprint", "trees_for"]
 
@@ -40,6 +44,10 @@ def trees_for(pipeline: PipelineConfig) -> dict[str, KnowledgeTree]:
     ``en`` and ``zh``); a tree file serves every requested language it has leaves in.
     """
     chosen: dict[str, KnowledgeTree] = {}
+    path = Path(pipeline.tree)
+    if pipeline.tree not in SHIPPED_TREES and path.exists() and not path.is_file():
+        # Read for the plan's fingerprint and again for each draw: a pipe would be empty the second time.
+        raise ConfigError(f"{path}: not a regular file (a pipe or a device?); save the tree to a file and pass that")
     if pipeline.tree in SHIPPED_TREES:
         for lang in languages(pipeline.lang):
             chosen[lang] = resolve_tree(lang if lang in SHIPPED_TREES else pipeline.tree)
@@ -82,6 +90,15 @@ def plan_items(
     for lang, tree in trees_for(pipeline).items():
         seed = pipeline.seed if draw == 0 else hash_seed(pipeline.seed, draw)
         paths = sample_leaves(tree, leaves, seed=seed, language=lang, counts=used)
+        distinct = len(set(paths))
+        if draw == 0 and distinct < len(paths):
+            # Said before the run starts: repeated leaves make near-identical questions, and the duplicate
+            # filter will reject most of them, which otherwise looks like a broken model.
+            log.warning(
+                "tree %r has %d %s in %r, fewer than the %d asked for (--leaves): each is used about %d "
+                "times, so expect many near-duplicate questions to be rejected", tree.name, distinct,
+                "leaf" if distinct == 1 else "leaves", lang, leaves, round(leaves / distinct),
+            )
         for path in paths:
             for task in tasks.values():
                 base = f"{lang}/{node_id(path)}/{task.slug}"
@@ -124,10 +141,13 @@ def load_or_create_plan(
 ) -> int:
     """Write the plan on the first run, check it on later ones; returns the number of work items.
 
-    A growing plan (``--target``) is bound to everything but its size, which later draws change.
+    A growing plan (``--target``) is bound to everything but its size, which later draws change. A
+    sharded run (``pipeline.shard``, i/N) keeps only its shard's items and notes in the manifest how
+    many items the whole plan has and a digest of their ids, for ``condor merge`` to check.
     """
     path = run.root / PLAN_FILE
     run.bind_inputs("plan", plan_fingerprint(pipeline, list(tasks), "growing" if growing else leaves))
+    run.bind_inputs("shard", pipeline.shard or "all")
     if path.exists():
         with path.open(encoding="utf-8") as handle:
             return sum(1 for _ in handle)
@@ -135,6 +155,14 @@ def load_or_create_plan(
     first = next(items, None)
     if first is None:
         raise ConfigError("the plan is empty: no leaves or no tasks selected")
+    if pipeline.shard is not None:
+        index, count = parse_shard(pipeline.shard)
+        ids = [item["id"] for item in itertools.chain([first], items)]
+        run.manifest["shard"] = {"index": index, "count": count, "plan_items": len(ids), "plan_digest": plan_digest(ids)}
+        run.save_manifest()
+        # A second pass over the (deterministic) plan, so that only the ids were held, never the items.
+        mine = (item for item in plan_items(pipeline, tasks, leaves) if shard_of(item["id"], count) == index)
+        return atomic_write_lines(path, (dumps(item) for item in mine))
     return atomic_write_lines(path, (dumps(item) for item in itertools.chain([first], items)))
 
 

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from condor.config import ROLES, RunConfig
 from condor.errors import ConfigError
 from condor.llm.base import BackendUnavailable, LLMBackend
+from condor.llm.settings import settings_key
 from condor.run.executor import Executor, StageOutcome
 from condor.run.progress import ProgressBoard, StageProgress
 from condor.run.ray_worker import BlockJob, BlockWorker
@@ -215,7 +216,8 @@ class RayExecutor(Executor):
         block_size = self.cfg.ray.block_size or min(8 * window, max(window, math.ceil((total or 0) / (4 * workers))))
         outcome = StageOutcome(step.stage.name)
         progress = StageProgress(step.stage.name, total)
-        done = store.done_map(include_failed=not self.retry_failed, include_transient=False)
+        done = store.done_map(include_failed=not self.retry_failed, include_transient=False,
+                              settings=settings_key(step.settings))
         for stale in store.directory.glob(STAGING_PREFIX + "*") if store.directory.is_dir() else ():
             shutil.rmtree(stale, ignore_errors=True)  # left by a driver that was killed; we hold the run lock
         token = f"{int(time.time()):x}{os.getpid() % 4096:03x}"
@@ -259,6 +261,7 @@ class RayExecutor(Executor):
             step.stage, self.backends[role], store, structured=self.cfg.backend_for(role).structured,
             window=PASS_SIZE, board=self.board, retry_failed=self.retry_failed, collect_hashes=True,
             checks=OutputChecks(step.checks, step.resamples, reject_input=step.carries),
+            settings_key=settings_key(step.settings),
         )
         outcome = await runner.run(inputs, total=total)
         outcome.models[role] = self.backends[role].describe()

@@ -29,6 +29,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from condor.files import file_mode
+
 # Whole-file writes and the unit encoding live in run/files.py; imported here too, where callers find them.
 from condor.run.files import (  # noqa: F401  (atomic_write_* and dumps are found here by callers)
     RunStoreError, atomic_write_lines, atomic_write_text, cut_torn_tail, dumps, record_hash, refuse_symlink,
@@ -39,9 +41,15 @@ if TYPE_CHECKING:
 
 RUN_FORMAT = "condor-run v1"
 #: States of an input's latest unit (:meth:`StageStore.latest_index`).
-DONE, FAILED, TRANSIENT = 0, 1, 2
+#: STALE: made under other sampling settings than the ones asked for (provenance), so not done.
+DONE, FAILED, TRANSIENT, STALE = 0, 1, 2, 3
 LOCK_FILE = ".lock"
 _WRITER = re.compile(r"[A-Za-z0-9._-]{1,64}")
+#: The datasets Condor writes at the top of a run directory. One of these in a directory without a
+#: manifest belongs to someone else (a dataset copied there, another tool's output): not written over.
+OUTPUT_NAMES = frozenset({"output.jsonl", "sft.jsonl", "void.jsonl", "preference.jsonl", "rejected.jsonl"})
+#: Everything Condor writes at the top of a run directory: never read as an input of the same run.
+OWN_NAMES = OUTPUT_NAMES | {"manifest.json", "plan.jsonl", "stages", "inputs", "exports"}
 
 
 class StageStore:
@@ -137,11 +145,12 @@ class StageStore:
         marker = self.completion() if self.is_complete() else None
         return bool(marker and marker.get("plain")) and self.shard_paths() in ([], [self.directory / "units.jsonl"])
 
-    def latest_index(self) -> dict[str, tuple[str | None, int, int, int]]:
+    def latest_index(self, settings: str | None = None) -> dict[str, tuple[str | None, int, int, int]]:
         """``{input_id: (input_hash, state, shard, byte offset)}`` of each input's latest unit.
 
-        ``state`` is :data:`DONE`, :data:`FAILED` (a permanent failure) or :data:`TRANSIENT` (a failure
-        at the transport level); ``shard`` numbers :meth:`shard_paths` as it is now. Within a shard the
+        ``state`` is :data:`DONE`, :data:`FAILED` (a permanent failure), :data:`TRANSIENT` (a failure
+        at the transport level) or, given the fingerprint ``settings`` of the sampling settings asked
+        for, :data:`STALE` for a unit made under others; ``shard`` numbers :meth:`shard_paths` as it is now. Within a shard the
         later line wins; across shards the later write.
         """
         latest: dict[str, tuple[str | None, int, int, int]] = {}
@@ -154,6 +163,8 @@ class StageStore:
                 previous = latest.get(input_id)
                 if previous is None or previous[2] == shard or at >= written[input_id]:
                     state = (TRANSIENT if unit.get("transient") else FAILED) if unit.get("error") else DONE
+                    if settings is not None and unit.get("settings") not in (None, settings):
+                        state = STALE
                     latest[input_id] = (unit.get("input_hash"), state, shard, offset)
                     written[input_id] = at
         return latest
@@ -174,14 +185,18 @@ class StageStore:
                 if (shard, offset) in latest:
                     yield unit
 
-    def done_map(self, *, include_failed: bool = True, include_transient: bool = True) -> dict[str, str | None]:
+    def done_map(
+        self, *, include_failed: bool = True, include_transient: bool = True, settings: str | None = None
+    ) -> dict[str, str | None]:
         """``{input_id: input_hash}`` of inputs whose latest unit counts as done.
 
         Failures can be left out (all of them, or only transport-level ones) so that they are sent again.
+        With ``settings`` (a fingerprint of the sampling settings), a unit made under other settings is
+        not done: its input is processed again under these.
         """
         return {
             input_id: digest
-            for input_id, (digest, state, _, _) in self.latest_index().items()
+            for input_id, (digest, state, _, _) in self.latest_index(settings).items()
             if state == DONE or (state == FAILED and include_failed) or (state == TRANSIENT and include_failed and include_transient)
         }
 
@@ -222,11 +237,18 @@ class StageStore:
     # -- writing -------------------------------------------------------------------------------------
     def open(self) -> None:
         """Open this writer's shard for appending (its torn tail, if any, is cut first)."""
+        self._refuse_links()
         self.directory.mkdir(parents=True, exist_ok=True)
-        refuse_symlink(self.units_path)
+        self._refuse_links()
         cut_torn_tail(self.units_path)
         self._seq = sum(1 for _ in self._read_shard(self.units_path))
-        self._fd = os.open(self.units_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = os.open(self.units_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+
+    def _refuse_links(self) -> None:
+        # The step's folder, ``stages/`` and the shard itself: a link anywhere below the run directory
+        # would put run data wherever it points.
+        for path in (self.directory.parent, self.directory, self.units_path):
+            refuse_symlink(path)
 
     def append(self, unit: dict[str, Any]) -> None:
         if self._fd is None:
@@ -259,10 +281,12 @@ class StageStore:
         The units go to a temporary file that replaces the main shard (and every other shard) only
         when the block ends without an error; until then readers see the step as it was.
         """
+        self._refuse_links()
         self.clear_complete()
         self.directory.mkdir(parents=True, exist_ok=True)
-        refuse_symlink(self.units_path)
+        self._refuse_links()
         fd, tmp = tempfile.mkstemp(prefix=f".{self.units_path.name}.", suffix=".tmp", dir=self.directory)
+        os.fchmod(fd, file_mode())
         handle = os.fdopen(fd, "w", encoding="utf-8")
 
         def write(unit: dict[str, Any]) -> None:
@@ -308,6 +332,7 @@ class StageStore:
         return data if isinstance(data, dict) else None
 
     def mark_complete(self, summary: dict[str, Any]) -> None:
+        self._refuse_links()
         atomic_write_text(self.complete_path, json.dumps(summary, indent=2, ensure_ascii=False))
 
     def clear_complete(self) -> None:
@@ -324,9 +349,13 @@ class StageStore:
 
 
 class RunDirectory:
-    """A run's output folder and its manifest."""
+    """A run's output folder and its manifest.
 
-    def __init__(self, root: str | Path) -> None:
+    A directory without a manifest that already holds one of the files Condor writes (say an
+    ``sft.jsonl`` copied there) is refused unless ``force``: it is someone else's data.
+    """
+
+    def __init__(self, root: str | Path, *, force: bool = False) -> None:
         self.root = Path(root)
         self.manifest_path = self.root / "manifest.json"
         if self.root.exists() and not self.root.is_dir():
@@ -336,6 +365,32 @@ class RunDirectory:
         except OSError as exc:
             raise RunStoreError(f"cannot create the run directory {self.root} ({exc.strerror or exc})") from None
         self.manifest = self._load_manifest()
+        if not force and not self.manifest_path.exists():
+            self._refuse_foreign()
+
+    def _refuse_foreign(self) -> None:
+        found = sorted(path.name for path in self.root.iterdir() if path.name in OUTPUT_NAMES)
+        if found:
+            raise RunStoreError(
+                f"{self.root} holds {', '.join(found)} but no manifest.json, so it is not a Condor run directory "
+                "and Condor will not write over those files; choose another --output, or pass --force to replace them"
+            )
+
+    def owns(self, path: str | Path) -> bool:
+        """Whether ``path`` is (or is inside) something Condor writes in this run directory."""
+        try:
+            relative = Path(path).resolve().relative_to(self.root.resolve())
+        except ValueError:
+            return False
+        return bool(relative.parts) and (relative.parts[0] in OWN_NAMES or relative.parts[0].startswith("cache.sqlite"))
+
+    def refuse_own(self, path: str | Path, what: str) -> None:
+        """Refuse an input that this run writes: reading it while it is rewritten loses it."""
+        if self.owns(path):
+            raise RunStoreError(
+                f"{path}: the {what} is a file this run writes in {self.root}; an input is never its own output. "
+                "Copy it elsewhere, or choose another --output"
+            )
 
     def _load_manifest(self) -> dict[str, Any]:
         if not self.manifest_path.exists():

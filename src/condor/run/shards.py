@@ -1,0 +1,73 @@
+"""Sharded runs: ``--shard i/N`` runs one N-th of a plan, so that N machines without Ray can share a run.
+
+Which shard a work item belongs to is a stable hash of its id (:func:`shard_of`), so each shard's plan
+is a subset of the unsharded plan, the shards are disjoint, and together they cover it whatever order
+the plan is in. A shard records the size and a digest of the whole plan, so that ``condor merge``
+(:mod:`condor.run.merge`) can prove there is no gap and no duplicate without the tree.
+
+Gates that decide by looking across records (near-duplicate removal: the first of two similar
+questions in id order wins) would decide differently inside a shard than over the whole plan: a
+question could be dropped in its shard for a duplicate that the whole run drops too, leaving the
+record the whole run keeps without an answer. So a shard *defers* such gates
+(:func:`defer_cross_record_gates`): it answers every question the per-record gates let through, and
+the merge applies the deferred gates to the merged records, in id order, exactly as one unsharded run
+would. The cost is answering the few near-duplicates that the merge then drops; the gain is that a
+merged run has exactly the records of the unsharded one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import replace
+from typing import Any, Iterable, Sequence
+
+from condor.run.steps import GateStep, Step
+
+__all__ = ["defer_cross_record_gates", "gate_settings", "parse_shard", "plan_digest", "shard_of"]
+
+_SPEC = re.compile(r"(\d{1,6})/(\d{1,6})")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/N"`` as ``(i, N)``: shard i (counted from 0) of N. Raises ValueError for anything else."""
+    match = _SPEC.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"a shard is written i/N (for example 0/4), not {text!r}")
+    index, count = int(match[1]), int(match[2])
+    if count < 1 or index >= count:
+        raise ValueError(f"shard {text!r}: i must be from 0 to N-1 and N at least 1")
+    return index, count
+
+
+def shard_of(item_id: str, count: int) -> int:
+    """The shard (0..count-1) that work item ``item_id`` belongs to; the same on every machine."""
+    digest = hashlib.sha256(item_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % count
+
+
+def plan_digest(ids: Iterable[str]) -> str:
+    """A digest of a set of work item ids (order does not matter)."""
+    blob = "\n".join(sorted(ids))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def gate_settings(steps: Sequence[Step]) -> dict[str, Any]:
+    """``{gate step: settings}`` as the orchestrator keys them, in JSON form (for the merged markers)."""
+    out = {step.name: step.settings for step in steps if isinstance(step, GateStep)}
+    return json.loads(json.dumps(out, default=str))
+
+
+def defer_cross_record_gates(steps: Sequence[Step]) -> tuple[list[Step], dict[str, list[Any]]]:
+    """``steps`` without the gates that look across records, and ``{step: [[gate name, settings]]}`` of
+    what was left out, for the merge to apply over all shards."""
+    shard_steps: list[Step] = []
+    deferred: dict[str, list[Any]] = {}
+    for step in steps:
+        if isinstance(step, GateStep) and any(gate.across_records for gate in step.gates):
+            kept = tuple(gate for gate in step.gates if not gate.across_records)
+            deferred[step.name] = [[gate.name, gate.settings] for gate in step.gates if gate.across_records]
+            step = replace(step, gates=kept)
+        shard_steps.append(step)
+    return shard_steps, json.loads(json.dumps(deferred, default=str))
