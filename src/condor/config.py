@@ -7,10 +7,9 @@ API keys are never part of the config: only the *name* of the environment variab
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
-
-import re
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -19,10 +18,23 @@ from condor.llm.settings import KINDS, BackendSettings, CommonSettings, Embedded
 
 __all__ = [
     "ROLES", "BackendSettings", "CommonSettings", "ConfigError", "EmbeddedSettings", "OpenAISettings",
-    "PipelineConfig", "RaySettings", "RunConfig", "VLLMSettings", "load_config",
+    "PipelineConfig", "RaySettings", "RunConfig", "VLLMSettings", "load_config", "parse_shard",
 ]
 
 ROLES = ("question_writer", "answerer", "critic", "refiner", "judge")
+
+_SHARD = re.compile(r"(\d{1,6})/(\d{1,6})")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/N"`` as ``(i, N)``: shard i (counted from 0) of N. Raises ValueError for anything else."""
+    match = _SHARD.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"a shard is written i/N (for example 0/4), not {text!r}")
+    index, count = int(match[1]), int(match[2])
+    if count < 1 or index >= count:
+        raise ValueError(f"shard {text!r}: i must be from 0 to N-1 and N at least 1")
+    return index, count
 
 
 class _Strict(BaseModel):
@@ -80,8 +92,6 @@ class PipelineConfig(_Strict):
     def _shard(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        from condor.run.shards import parse_shard
-
         index, count = parse_shard(value)
         return f"{index}/{count}"
 
