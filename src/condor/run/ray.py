@@ -13,8 +13,9 @@ complete (a worker that wrote its units somewhere the driver cannot see).
 
 Resuming: the driver skips inputs whose unit is already in any shard (as the local executor does),
 and a block that Ray runs again after its worker died skips the units already in its shard, so a kill
-of a worker, or of the driver, loses only the requests in flight. The request cache is shared by the
-workers of one host (see :mod:`condor.run.ray_worker`).
+of a worker, or of the driver, loses only the requests in flight. Where each worker keeps its request
+cache (the run's file with a local Ray, each node's own disk on a cluster) is in
+:mod:`condor.run.ray_worker`.
 
 Where it runs: with no address the command starts a local Ray (``ray.num_cpus``) and stops it at the
 end; with ``ray.address`` it joins that cluster, whose nodes need Condor installed, the run directory on
