@@ -34,7 +34,7 @@ $(VENV)/.demo-installed: pyproject.toml $(CONSTRAINTS) $(VENV)/.llama-installed
 
 $(VENV)/.test-installed: pyproject.toml $(CONSTRAINTS) $(VENV)/.llama-installed
 	$(PIP) $(TORCH)
-	$(PIP) -e '.[embedded,embeddings,test,export,judge,report,ray]'
+	$(PIP) -e '.[embedded,embeddings,test,export,judge,report,ray,train]'
 	touch $@ $(VENV)/.demo-installed
 
 # The report's browser tests drive Debian's chromium (Playwright's own browser download is never used).
@@ -49,7 +49,7 @@ lock:
 	$(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/pip install -q pip==$(PIP_VERSION)
 	CMAKE_ARGS="$(LLAMA_CMAKE)" CMAKE_BUILD_PARALLEL_LEVEL=2 $(LOCK_VENV)/bin/pip install -q $(LLAMA) $(TORCH)
-	$(LOCK_VENV)/bin/pip install -q '.[embedded,embeddings,test,export,judge,report,ray]'
+	$(LOCK_VENV)/bin/pip install -q '.[embedded,embeddings,test,export,judge,report,ray,train]'
 	{ echo "# Exact versions that make demo, make test and CI install (pip -c constraints.txt)."; \
 	  echo "# Refresh with 'make lock' after changing dependencies in pyproject.toml; commit the result."; \
 	  $(LOCK_VENV)/bin/pip freeze --exclude-editable | grep -v -i '^condor-data' | sed 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/'; \

@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-COMMANDS = ["generate", "void", "refine", "run", "export", "merge", "judge", "report", "show", "tree"]
+COMMANDS = ["generate", "void", "refine", "run", "export", "merge", "judge", "report", "show", "tree", "train",
+            "iterate"]
 
 
 def condor(*args: str) -> subprocess.CompletedProcess:
@@ -44,7 +45,8 @@ def test_public_api_is_explicit():
 
     assert condor.__all__ == [
         "__version__", "GateStep", "ModelStep", "RunConfig", "arun_pipeline", "build_report", "export_dataset",
-        "export_run", "insert_after", "judge_runs", "load_config", "merge_runs", "pipeline_steps", "read_run", "run_pipeline",
+        "export_run", "insert_after", "iterate", "judge_runs", "load_config", "merge_runs", "pipeline_steps",
+        "read_run", "run_pipeline", "train_model",
     ]
     assert set(condor.llm.__all__) == {
         "BackendUnavailable", "Capabilities", "ChatRequest", "Completion", "LLMBackend", "Usage",

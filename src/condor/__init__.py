@@ -9,6 +9,7 @@ heavy dependency; the public functions import what they need when called. Subpac
 - ``condor.report``: metrics, question diversity and the offline HTML report.
 - ``condor.run``: steps as data, the executors that run them, the run directory and its reader.
 - ``condor.stages`` / ``condor.filters``: pure prompt building and parsing; pure, model-free gates.
+- ``condor.train``: ``condor train`` (TRL, full or LoRA) and ``condor iterate`` (self-iteration with a gate).
 - ``condor.tree``: the World Knowledge Tree.
 - ``condor.llm``: one async interface over chat models, backends by kind, the request cache.
 """
@@ -29,12 +30,14 @@ __all__ = [
     "export_dataset",
     "export_run",
     "insert_after",
+    "iterate",
     "judge_runs",
     "load_config",
     "merge_runs",
     "pipeline_steps",
     "read_run",
     "run_pipeline",
+    "train_model",
 ]
 
 # name -> module; resolved on first use so that `import condor` stays instant.
@@ -42,6 +45,8 @@ _LAZY = {
     "GateStep": "condor.run.steps",
     "ModelStep": "condor.run.steps",
     "insert_after": "condor.run.steps",
+    "iterate": "condor.train.iterate",
+    "train_model": "condor.train.trainer",
     "RunConfig": "condor.config",
     "load_config": "condor.config",
     "arun_pipeline": "condor.api",
@@ -68,6 +73,8 @@ if TYPE_CHECKING:
     )
     from condor.config import RunConfig, load_config
     from condor.run.steps import GateStep, ModelStep, insert_after
+    from condor.train.iterate import iterate
+    from condor.train.trainer import train_model
 
 
 def __getattr__(name: str) -> Any:

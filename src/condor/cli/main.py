@@ -34,7 +34,7 @@ def _root(
 
 def _register() -> None:
     # Command modules keep their heavy imports inside the commands, so registering them all is cheap.
-    from condor.cli import export, generate, judge, merge, pipeline, report, show, tree
+    from condor.cli import export, generate, iterate, judge, merge, pipeline, report, show, train, tree
 
     generate.register(app)
     pipeline.register(app)
@@ -44,6 +44,8 @@ def _register() -> None:
     report.register(app)
     show.register(app)
     tree.register(app)
+    train.register(app)
+    iterate.register(app)
 
 
 _register()

@@ -27,6 +27,7 @@ BACKENDS: dict[str, str] = {
     "openai": "condor.llm.openai:OpenAIBackend",
     "embedded": "condor.llm.embedded:EmbeddedBackend",
     "vllm": "condor.llm.vllm:VLLMBackend",
+    "transformers": "condor.llm.transformers:TransformersBackend",
 }
 
 

@@ -155,6 +155,21 @@ class VLLMSettings(CommonSettings):
         return self
 
 
+class TransformersSettings(CommonSettings):
+    """A Hugging Face model run in-process by ``transformers`` (a trained model directory, a LoRA adapter or a GGUF file)."""
+
+    backend: Literal["transformers"] = Field("transformers", description="Backend kind.")
+    model: str | None = Field(
+        None,
+        description="Local model directory, LoRA adapter directory or GGUF file (default: the embedded SmolLM2-135M GGUF).",
+    )
+    batch_size: int = Field(8, ge=1, le=1024, description="Sequences generated together in one batch.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the model runs (auto: a GPU when present).")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weight precision (auto: bfloat16 on a GPU that has it, else float32)."
+    )
+
+
 _SERVER_ONLY = frozenset(OpenAISettings.model_fields) - frozenset(EmbeddedSettings.model_fields)
 
 
@@ -175,9 +190,10 @@ BackendSettings = Annotated[
         Annotated[OpenAISettings, Tag("openai")],
         Annotated[EmbeddedSettings, Tag("embedded")],
         Annotated[VLLMSettings, Tag("vllm")],
+        Annotated[TransformersSettings, Tag("transformers")],
     ],
     Discriminator(_kind),
 ]
 
 #: Kind names, for help texts and messages.
-KINDS = ("openai", "embedded", "vllm")
+KINDS = ("openai", "embedded", "vllm", "transformers")
