@@ -42,6 +42,11 @@ $(VENV)/.browser-installed: | $(BIN)/python
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	touch $@
 
+# The progress display is tested in a real terminal: tmux, from Debian.
+$(VENV)/.terminal-installed: | $(BIN)/python
+	command -v tmux >/dev/null || (apt-get update -qq && apt-get install -y -qq tmux)
+	touch $@
+
 # Re-resolve every dependency from pyproject.toml in a scratch environment and write the lock file.
 LOCK_VENV := .lock-venv
 lock:
@@ -64,7 +69,7 @@ demo: $(VENV)/.demo-installed
 	@$(BIN)/condor show $(DEMO_OUT) --rows 3
 	@HF_HUB_OFFLINE=1 $(BIN)/condor report $(DEMO_OUT) -o $(DEMO_OUT)/report.html
 
-test: $(VENV)/.test-installed $(VENV)/.browser-installed
+test: $(VENV)/.test-installed $(VENV)/.browser-installed $(VENV)/.terminal-installed
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -ra
 
 test-fast: $(VENV)/.test-installed

@@ -14,7 +14,9 @@ or injected at random with ``fail_rate`` (seeded), so that every retry path of a
 - ``"drop"``: the connection is closed without any response;
 - ``"timeout"``: the server sits on the request for ``hang_seconds`` before answering;
 - ``"invalid_json"``: status 200 with a body that is not JSON;
-- ``"length"``: a truncated answer with ``finish_reason: "length"``; ``"empty"``: content ``""``.
+- ``"length"``: a truncated answer with ``finish_reason: "length"``; ``"empty"``: content ``""``;
+- ``"flood"``: status 200 and a reply body streamed without a length, ``flood_bytes`` long (a hostile
+  or broken server that never stops talking).
 
 ``dialect=`` makes it answer as a particular real server does, as that server's documentation and source
 describe it (:data:`SERVER_PROFILES`): where it reads a JSON schema from (``response_format`` json_schema,
@@ -67,7 +69,9 @@ TRANSIENT_FAULTS = ("429", "429-slow", "500", "502", "503", "504", "drop", "time
 ANSWER_FAULTS = ("length", "empty")
 #: Faults a client must not retry.
 PERMANENT_FAULTS = ("400", "401", "404", "422")
-KNOWN_FAULTS = frozenset(TRANSIENT_FAULTS + ANSWER_FAULTS + PERMANENT_FAULTS)
+#: Faults of a server that misbehaves on purpose.
+HOSTILE_FAULTS = ("flood",)
+KNOWN_FAULTS = frozenset(TRANSIENT_FAULTS + ANSWER_FAULTS + PERMANENT_FAULTS + HOSTILE_FAULTS)
 
 Responder = Callable[[dict], "str | dict"]
 
@@ -310,6 +314,10 @@ class FakeChatServer:
         self.fail_rate = fail_rate
         self.fail_kinds = tuple(fail_kinds)
         self.hang_seconds = hang_seconds
+        #: How many bytes the "flood" fault streams before it stops.
+        self.flood_bytes = 64 * 1024 * 1024
+        #: Bytes of flood actually written (the client hangs up long before the end, if it is careful).
+        self.flood_sent = 0
         self.model = model
         self.host = host
         self.port = port
@@ -515,11 +523,29 @@ class FakeChatServer:
             assert request.transport is not None
             request.transport.close()  # nothing is written after this: the client sees a disconnect
             return web.Response()
+        elif fault == "flood":
+            return await self._flood(request)
         elif fault == "invalid_json":
             return web.Response(body=b'{"choices": [ this is not json', content_type="application/json")
         elif fault is not None and fault.isdigit():
             return _error(int(fault), f"fake server error {fault}", extra=tag)
         return self._reply(body, self.responder(body), fault)
+
+    async def _flood(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        chunk = b"x" * (1 << 16)
+        await response.write(b'{"choices": [{"message": {"content": "')
+        try:
+            while self.flood_sent < self.flood_bytes:
+                await response.write(chunk)
+                self.flood_sent += len(chunk)
+        except (ConnectionError, RuntimeError):
+            return response  # the client hung up: what a careful client does
+        await response.write(b'"}, "finish_reason": "stop"}]}')
+        await response.write_eof()
+        return response
 
     def _reply(self, body: dict, produced: "str | dict", fault: str | None) -> web.Response:
         if isinstance(produced, str):

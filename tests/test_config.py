@@ -29,7 +29,7 @@ def test_defaults_and_overrides():
         ("roles:\n  writer: {}\n", "unknown role(s) ['writer']"),
         ("pipeline:\n  select: random\n", "pipeline.select"),
         ("- a\n- b\n", "the top level must be a mapping"),
-        ("llm: [unclosed\n", "not valid YAML at line 2"),
+        ("llm: [unclosed\n", "line 2, column 1: not valid YAML"),
     ],
 )
 def test_bad_configs_name_the_place(tmp_path, text, expected):

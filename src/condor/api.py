@@ -26,6 +26,7 @@ from condor.run.steps import Step, resolve
 
 if TYPE_CHECKING:
     from condor.run.executor import Executor
+    from condor.run.failures import FailureReport
     from condor.run.progress import ProgressBoard
     from condor.run.target import TargetOutcome
 
@@ -54,6 +55,9 @@ class PipelineResult:
     notes: list[str] = field(default_factory=list)
     #: With ``pipeline.target``: how the run went toward its target.
     target: "TargetOutcome | None" = None
+    #: Failed model calls per step and the verdict (``failures.ok``): false when nothing, or too large a
+    #: share of some step's items (``pipeline.max_failure_share``), came through.
+    failures: "FailureReport | None" = None
 
     def rejections_by_reason(self) -> dict[str, int]:
         """Records that left the pipeline, counted by reason (most frequent first)."""
@@ -86,13 +90,15 @@ async def arun_pipeline(
     refine_input: str | Path | None = None,
     retry_failed: bool = False,
     quiet: bool = True,
+    force: bool = False,
 ) -> PipelineResult:
     """Run (or resume) the pipeline into the run directory ``out``; see :func:`run_pipeline`."""
+    from condor.run.failures import failure_report
     from condor.run.orchestrate import StepRunner
     from condor.run.plan import load_or_create_plan
     from condor.run.progress import ProgressBoard
     from condor.run.shards import defer_cross_record_gates, gate_settings, input_files
-    from condor.run.store import RunDirectory, RunStoreError
+    from condor.run.store import RunDirectory, RunStoreError, refuse_symlink
     from condor.run.target import first_draw_leaves, run_to_target
 
     settings: Settings = effective_settings(config)
@@ -101,7 +107,9 @@ async def arun_pipeline(
     chosen = list(steps) if steps is not None else build_steps(settings, mode, refine_path)
     if cfg.pipeline.shard is not None:
         check_shardable(cfg, mode, refine_path)
-    run = RunDirectory(out)
+    run = RunDirectory(out, force=force)
+    if refine_path is not None:
+        run.refuse_own(refine_path, "--input file")
     with run.lock():
         if mode == "refine" and refine_path is None and not run.stage(VOID_BASE).is_complete():
             raise RunStoreError(
@@ -128,6 +136,8 @@ async def arun_pipeline(
                 f"shard {shard['index']}/{shard['count']}: this directory holds part of a run, with near-duplicate "
                 "removal left for `condor merge`, which joins all the shards into the dataset")
         cache_path = Path(cfg.cache) if cfg.cache else run.root / "cache.sqlite"
+        if not cfg.cache:
+            refuse_symlink(cache_path)
         board = ProgressBoard(quiet=quiet)
         executor = await open_executor(cfg, cache_path, board, retry_failed)
         try:
@@ -148,7 +158,12 @@ async def arun_pipeline(
         run.save_manifest()
         summary = write_exports(reader, run.root)
         record_export(run, summary)
-    return PipelineResult(reader, summary, settings.notes, outcome)
+    result = PipelineResult(reader, summary, [*settings.notes, *runner.notes], outcome)
+    # A shard's rows are judged by `condor merge`, which makes the dataset: here only its failures count.
+    rows = None if "shard" in reader.manifest else summary.sft
+    result.failures = failure_report(reader, rows, cfg.pipeline.max_failure_share,
+                                     result.rejections_by_reason() if rows == 0 else None)
+    return result
 
 
 async def open_executor(cfg: RunConfig, cache_path: Path | None, board: "ProgressBoard",
@@ -189,7 +204,8 @@ def run_pipeline(config: RunConfig | str | Path | None, out: str | Path, **optio
 
     ``config`` is a :class:`~condor.config.RunConfig`, a YAML file, or None for the defaults (the
     embedded model). Options: ``mode`` ("run", "void", "refine"), ``steps`` (a step list, default
-    :func:`pipeline_steps`), ``refine_input`` (an SFT file to refine), ``retry_failed``, ``quiet``.
+    :func:`pipeline_steps`), ``refine_input`` (an SFT file to refine), ``retry_failed``, ``quiet``,
+    ``force`` (write into a directory that holds other files Condor would write, without a manifest).
     Resumable: calling it again on the same ``out`` continues where it stopped.
     """
     cfg = config if isinstance(config, RunConfig) else load_config(config)

@@ -11,10 +11,12 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from condor.errors import ConfigError
-from condor.llm.settings import KINDS, BackendSettings, CommonSettings, EmbeddedSettings, OpenAISettings, VLLMSettings
+from condor.llm.settings import (
+    KINDS, BackendSettings, CommonSettings, EmbeddedSettings, OpenAISettings, StrictSettings, VLLMSettings,
+)
 
 __all__ = [
     "ROLES", "BackendSettings", "CommonSettings", "ConfigError", "EmbeddedSettings", "OpenAISettings",
@@ -37,11 +39,7 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class PipelineConfig(_Strict):
+class PipelineConfig(StrictSettings):
     """What to generate: tree, sampling and the Void/Refine settings."""
 
     tree: str = Field("en", description="Knowledge tree: a shipped name (en, zh) or a path to a tree file.")
@@ -78,6 +76,10 @@ class PipelineConfig(_Strict):
     max_requests: int | None = Field(
         None, ge=1, description="Request budget of a --target run (default: 30 per target row)."
     )
+    max_failure_share: float = Field(
+        0.1, ge=0.0, le=1.0,
+        description="Largest share of a model step's items whose calls may fail before the run ends with an error (exit 1).",
+    )
     shard: str | None = Field(
         None,
         description="Run only shard i of N of the plan (i/N, i from 0), on one of N machines; `condor merge` joins the shards.",
@@ -99,7 +101,7 @@ class PipelineConfig(_Strict):
 _RAY_ADDRESS = re.compile(r"(ray://)?[A-Za-z0-9_.\-\[\]:]+:[0-9]{1,5}")
 
 
-class RaySettings(_Strict):
+class RaySettings(StrictSettings):
     """Where the Ray executor runs and how wide (used with ``executor: ray``)."""
 
     address: str | None = Field(
@@ -127,7 +129,7 @@ class RaySettings(_Strict):
         raise ValueError(f"not a Ray address: {value!r}; use auto, host:port (e.g. 10.0.0.5:6379) or ray://host:10001")
 
 
-class RunConfig(_Strict):
+class RunConfig(StrictSettings):
     """A whole run: the default model, optional per-role models, cache and pipeline settings."""
 
     llm: BackendSettings = Field(default_factory=EmbeddedSettings, description="The default model for every role.")
@@ -173,22 +175,27 @@ def _where(loc: tuple[Any, ...]) -> tuple[str, str | None]:
     return ".".join(parts) or "(top level)", kind
 
 
-def _format_validation_error(path: Path | str, error: ValidationError) -> str:
-    lines = [f"{path}: invalid configuration"]
+def _format_validation_error(path: Path | str | None, error: ValidationError, flags: dict[str, str]) -> str:
+    lines = [f"{path}: invalid configuration" if path is not None else "invalid settings"]
     for item in error.errors():
         where, kind = _where(item["loc"])
-        lines.append(f"  {where}: {item['msg']}" + (f" (for backend {kind})" if kind else ""))
+        # A value given as a flag is reported under the flag, not under a file it did not come from.
+        shown = f"{flags[where]} ({where})" if where in flags else where
+        lines.append(f"  {shown}: {item['msg']}" + (f" (for backend {kind})" if kind else ""))
     return "\n".join(lines)
 
 
-def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> RunConfig:
+def load_config(
+    path: str | Path | None, overrides: dict[str, Any] | None = None, *, flags: dict[str, str] | None = None
+) -> RunConfig:
     """Read a YAML config (or start from defaults) and apply dotted-key overrides from the CLI.
 
     ``overrides`` maps ``"llm.model"``-style keys to values; ``None`` values are ignored so that unset
-    CLI flags leave the file's value alone.
+    CLI flags leave the file's value alone. ``flags`` names the flag that gave each override, so that an
+    error about one names the flag.
     """
     data: dict[str, Any] = {}
-    source: str | Path = "<defaults>"
+    source: Path | None = None
     if path is not None:
         from condor.config_files import read_yaml
 
@@ -214,4 +221,4 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(source, exc)) from None
+        raise ConfigError(_format_validation_error(source, exc, flags or {})) from None

@@ -1,7 +1,8 @@
 """Files that settings point to, read once by the settings layer and handed to stages as values.
 
 Stages do no file I/O: the task types file and the few-shot examples file are read here, with errors
-that name the file, line and field. Every YAML document Condor reads goes through :func:`read_yaml`.
+that name the file, line and field. Every YAML settings document Condor reads goes through
+:func:`read_yaml`, which bounds its size and alias expansion.
 """
 
 from __future__ import annotations
@@ -9,28 +10,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
+from condor.documents import read_yaml_file
 from condor.errors import ConfigError
 from condor.stages.tasks import TaskType, default_tasks
 
 
 def read_yaml(path: str | Path, what: str) -> Any:
-    """The YAML (or JSON) document at ``path``; ``what`` names the file in messages ("task file")."""
-    source = Path(path)
-    try:
-        text = source.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read {what} ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{source}: not UTF-8 text") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{source}: not valid YAML{where}: {getattr(exc, 'problem', None) or 'syntax error'}") from None
+    """The YAML (or JSON) document at ``path``; ``what`` names the file in messages ("task file").
+
+    Read within bounds (:mod:`condor.documents`): size, nesting depth and YAML alias expansion.
+    """
+    return read_yaml_file(path, what, ConfigError)
 
 
 def _where(loc: tuple[Any, ...]) -> str:

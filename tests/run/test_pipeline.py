@@ -221,11 +221,14 @@ def test_retried_round_one_flows_into_round_two(tmp_path, fake_server):
     fake_server.responder = flaky_critic
     out = tmp_path / "out"
     args = ["run", "-o", str(out), "--leaves", "1", "--tasks", "view", *server_args(fake_server)]
-    run_cli(*args, "--rounds", "1")
+    # Every critique failed: the run ends with an error (exit 1) that says how to send them again.
+    first = CliRunner().invoke(app, [*args, "--rounds", "1"])
+    assert first.exit_code == 1 and "critique_1: 3 of 3 items failed" in first.output
+    assert "critic unavailable" in first.output and "--retry-failed" in first.output
     rows = read_jsonl(out / "sft.jsonl")
     assert all(len(r["meta"]["versions"]) == 1 and r["meta"]["refine_notes"] for r in rows)
     failing["on"] = False
-    run_cli(*args, "--rounds", "2")
+    assert CliRunner().invoke(app, [*args, "--rounds", "2"]).exit_code == 1  # round 1's failures still stand
     run_cli(*args, "--rounds", "2", "--retry-failed")
     rows = read_jsonl(out / "sft.jsonl")
     assert rows and all([v["round"] for v in r["meta"]["versions"]] == [0, 1, 2] for r in rows)

@@ -91,7 +91,8 @@ def test_target_stops_at_the_budget_and_says_how_short(tmp_path, fake_server):
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["run", "-o", str(out), "--target", "5", "--tasks", "view", "--rounds", "0",
                                       "--max-requests", "20", *server_args(fake_server)])
-    assert result.exit_code == 0, result.output
+    # Nothing came through: the run says why and ends with exit code 1.
+    assert result.exit_code == 1 and "no rows came through: every item was rejected" in result.output, result.output
     assert re.search(r"target 5 rows: 0 made after \d+ requests \(budget 20\); 5 short", result.output)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["target"]["requests"] >= 20 and manifest["target"]["kept"] == 0

@@ -161,7 +161,7 @@ def test_unreadable_file_errors(tmp_path):
         load_tree(tmp_path / "absent.yaml")
     binary = tmp_path / "binary.yaml"
     binary.write_bytes(b"\xff\xfe\x00garbage")
-    with pytest.raises(TreeError, match="cannot read tree file"):
+    with pytest.raises(TreeError, match=r"binary\.yaml, line 1, column 1: not UTF-8 text"):
         load_tree(binary)
 
 

@@ -7,10 +7,22 @@ dependencies inside the command functions so that ``condor --help`` stays instan
 from __future__ import annotations
 
 import typer
+from typer.core import TyperGroup
 
 from condor import __version__
+from condor.cli.runtime import ARGV_KEY
+
+class _CondorGroup(TyperGroup):
+    """The root command, keeping the arguments it was given: a summary can then print the exact
+    command that retries what failed (``--retry-failed``)."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        ctx.meta[ARGV_KEY] = list(args)
+        return super().parse_args(ctx, args)
+
 
 app = typer.Typer(
+    cls=_CondorGroup,
     name="condor",
     help="Turn any chat LLM into a factory of SFT and preference data (World Knowledge Tree, Condor Void, Condor Refine).",
     no_args_is_help=True,

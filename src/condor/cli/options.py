@@ -26,6 +26,17 @@ def _help(model: type, name: str, extra: str = "") -> str:
     return f"{description} {extra}".strip()
 
 
+def _limits(model: type, name: str) -> dict[str, Any]:
+    """The field's inclusive bounds as typer's ``min``/``max``, so a bad flag is named by the flag itself."""
+    out: dict[str, Any] = {}
+    for item in model.model_fields[name].metadata:
+        if getattr(item, "ge", None) is not None:
+            out["min"] = item.ge
+        if getattr(item, "le", None) is not None:
+            out["max"] = item.le
+    return out
+
+
 def pipeline_option(name: str, flag: str, kind: type, extra: str = "", **limits: Any) -> Any:
     """An optional flag for ``pipeline.<name>`` with the field's description as help."""
     return Annotated[Optional[kind], typer.Option(flag, help=_help(PipelineConfig, name, extra), **limits)]
@@ -42,6 +53,9 @@ RoundsOpt = pipeline_option("rounds", "--rounds", int, min=0, max=10)
 SelectOpt = pipeline_option("select", "--select", str, "(last or best)")
 LangOpt = pipeline_option("lang", "--lang", str, "(en, zh or both)")
 SeedOpt = pipeline_option("seed", "--seed", int)
+MaxFailureShareOpt = pipeline_option("max_failure_share", "--max-failure-share", float, min=0.0, max=1.0)
+ForceOpt = Annotated[bool, typer.Option(
+    "--force", help="Write into OUT even though it holds output files but no manifest.json (they are replaced).")]
 
 
 @dataclass
@@ -77,6 +91,12 @@ class ModelFlags:
         return resolve_config(self.config, {**self.overrides(), **(more or {})})
 
 
+#: The flag that sets each dotted config key, so that a bad value is reported under the flag's name.
+FLAGS = {"llm.base_url": "--base-url", "llm.model": "--model", "llm.api_key_env": "--api-key-env",
+         "llm.concurrency": "--concurrency", "llm.max_tokens": "--max-tokens", "llm.temperature": "--temperature",
+         "llm.backend": "--backend", "cache": "--cache"}
+
+
 _MODEL_OPTIONS: dict[str, Any] = {
     "config": ConfigOpt,
     "backend": Annotated[Optional[str], typer.Option("--backend", help=f"Backend kind: {', '.join(KINDS)} (default embedded; --base-url implies openai).")],
@@ -86,9 +106,12 @@ _MODEL_OPTIONS: dict[str, Any] = {
     "model": Annotated[Optional[str], typer.Option(
         "--model", help=f"{_help(OpenAISettings, 'model')} For embedded: {_help(EmbeddedSettings, 'model')}")],
     "api_key_env": Annotated[Optional[str], typer.Option("--api-key-env", help=_help(OpenAISettings, "api_key_env"))],
-    "concurrency": Annotated[Optional[int], typer.Option("--concurrency", help=_help(CommonSettings, "concurrency"))],
-    "max_tokens": Annotated[Optional[int], typer.Option("--max-tokens", help=_help(CommonSettings, "max_tokens"))],
-    "temperature": Annotated[Optional[float], typer.Option("--temperature", help=_help(CommonSettings, "temperature"))],
+    "concurrency": Annotated[Optional[int], typer.Option(
+        "--concurrency", help=_help(CommonSettings, "concurrency"), **_limits(CommonSettings, "concurrency"))],
+    "max_tokens": Annotated[Optional[int], typer.Option(
+        "--max-tokens", help=_help(CommonSettings, "max_tokens"), **_limits(CommonSettings, "max_tokens"))],
+    "temperature": Annotated[Optional[float], typer.Option(
+        "--temperature", help=_help(CommonSettings, "temperature"), **_limits(CommonSettings, "temperature"))],
     "cache": Annotated[Optional[Path], typer.Option("--cache", help=_help(RunConfig, "cache"))],
 }
 assert set(_MODEL_OPTIONS) == {f.name for f in fields(ModelFlags)}
@@ -117,7 +140,9 @@ def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def resolve_config(config: Path | None, overrides: dict[str, Any]) -> RunConfig:
     """Load the config or exit with the error message (no traceback)."""
     try:
-        return load_config(config, overrides)
+        given = {key: FLAGS.get(key, f"--{key.rsplit('.', 1)[-1].replace('_', '-')}")
+                 for key, value in overrides.items() if value is not None}
+        return load_config(config, overrides, flags=given)
     except ConfigError as exc:
         fail(str(exc))
         raise  # unreachable; keeps type checkers happy

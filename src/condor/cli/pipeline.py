@@ -12,8 +12,10 @@ import typer
 from condor.config import RaySettings, RunConfig
 from condor.cli.options import (
     _help,
+    ForceOpt,
     LangOpt,
     LeavesOpt,
+    MaxFailureShareOpt,
     ModelFlags,
     OutputOpt,
     QuietOpt,
@@ -58,17 +60,17 @@ def _execution_overrides(executor: str | None, ray_address: str | None) -> dict[
     return {"executor": executor, "ray.address": ray_address}
 
 
-def _execute(flags: ModelFlags, output: Path, mode: str, quiet: bool, retry_failed: bool,
-             refine_input: Path | None = None, executor: str | None = None, ray_address: str | None = None,
-             **pipeline: Any) -> None:
+def _execute(ctx: typer.Context, flags: ModelFlags, output: Path, mode: str, quiet: bool, retry_failed: bool,
+             force: bool, refine_input: Path | None = None, executor: str | None = None,
+             ray_address: str | None = None, **pipeline: Any) -> None:
     from condor.api import arun_pipeline
-    from condor.cli.runtime import run_job
+    from condor.cli.runtime import report_failures, run_job
 
     cfg = flags.load({**_pipeline_overrides(**pipeline), **_execution_overrides(executor, ray_address)})
 
     async def job():
         return await arun_pipeline(cfg, output, mode=mode, refine_input=refine_input,  # type: ignore[arg-type]
-                                   retry_failed=retry_failed, quiet=quiet)
+                                   retry_failed=retry_failed, quiet=quiet, force=force)
 
     result = run_job(job)
     for note in result.notes:
@@ -86,6 +88,8 @@ def _execute(flags: ModelFlags, output: Path, mode: str, quiet: bool, retry_fail
     _by_reason("  rejected", result.rejections_by_reason())
     _by_reason("  kept the previous version", result.kept_previous_by_reason())
     typer.echo(f"manifest: {output / 'manifest.json'}")
+    if result.failures is not None:
+        report_failures(result.failures, ctx)
 
 
 def _by_reason(label: str, counts: dict[str, int], shown: int = 8) -> None:
@@ -98,6 +102,7 @@ def _by_reason(label: str, counts: dict[str, int], shown: int = 8) -> None:
 
 @model_options
 def void(
+    ctx: typer.Context,
     output: OutputOpt,
     tree: TreeOpt = None,
     leaves: LeavesOpt = None,
@@ -108,37 +113,43 @@ def void(
     max_requests: MaxRequestsOpt = None,
     decontaminate: DecontaminateOpt = None,
     shard: ShardOpt = None,
+    max_failure_share: MaxFailureShareOpt = None,
     retry_failed: RetryOpt = False,
+    force: ForceOpt = False,
     executor: ExecutorOpt = None,
     ray_address: RayAddressOpt = None,
     quiet: QuietOpt = False,
     flags: ModelFlags = ModelFlags(),
 ) -> None:
     """Condor Void: sample tags, write easy/medium/hard questions per task, filter them, answer them."""
-    _execute(flags, output, "void", quiet, retry_failed, executor=executor, ray_address=ray_address,
-             tree=tree, leaves=leaves, tasks=tasks, lang=lang, seed=seed,
-             target=target, max_requests=max_requests, decontaminate=decontaminate, shard=shard)
+    _execute(ctx, flags, output, "void", quiet, retry_failed, force, executor=executor, ray_address=ray_address,
+             tree=tree, leaves=leaves, tasks=tasks, lang=lang, seed=seed, target=target, max_requests=max_requests,
+             decontaminate=decontaminate, shard=shard, max_failure_share=max_failure_share)
 
 
 @model_options
 def refine(
+    ctx: typer.Context,
     output: OutputOpt,
     input: Annotated[Optional[Path], typer.Option("--input", "-i", help="Refine this SFT JSONL instead of OUT's Condor Void results.")] = None,
     rounds: RoundsOpt = None,
     select: SelectOpt = None,
+    max_failure_share: MaxFailureShareOpt = None,
     retry_failed: RetryOpt = False,
+    force: ForceOpt = False,
     executor: ExecutorOpt = None,
     ray_address: RayAddressOpt = None,
     quiet: QuietOpt = False,
     flags: ModelFlags = ModelFlags(),
 ) -> None:
     """Condor Refine: critique and rewrite answers for K rounds, select a version, export the dataset."""
-    _execute(flags, output, "refine", quiet, retry_failed, refine_input=input, executor=executor,
-             ray_address=ray_address, rounds=rounds, select=select)
+    _execute(ctx, flags, output, "refine", quiet, retry_failed, force, refine_input=input, executor=executor,
+             ray_address=ray_address, rounds=rounds, select=select, max_failure_share=max_failure_share)
 
 
 @model_options
 def run(
+    ctx: typer.Context,
     output: OutputOpt,
     tree: TreeOpt = None,
     leaves: LeavesOpt = None,
@@ -151,17 +162,19 @@ def run(
     max_requests: MaxRequestsOpt = None,
     decontaminate: DecontaminateOpt = None,
     shard: ShardOpt = None,
+    max_failure_share: MaxFailureShareOpt = None,
     retry_failed: RetryOpt = False,
+    force: ForceOpt = False,
     executor: ExecutorOpt = None,
     ray_address: RayAddressOpt = None,
     quiet: QuietOpt = False,
     flags: ModelFlags = ModelFlags(),
 ) -> None:
     """The whole pipeline: tree sampling, Condor Void, Condor Refine, export to OUT/sft.jsonl."""
-    _execute(flags, output, "run", quiet, retry_failed, executor=executor, ray_address=ray_address,
-             tree=tree, leaves=leaves, tasks=tasks, rounds=rounds,
-             select=select, lang=lang, seed=seed, target=target, max_requests=max_requests, decontaminate=decontaminate,
-             shard=shard)
+    _execute(ctx, flags, output, "run", quiet, retry_failed, force, executor=executor, ray_address=ray_address,
+             tree=tree, leaves=leaves, tasks=tasks, rounds=rounds, select=select, lang=lang, seed=seed,
+             target=target, max_requests=max_requests, decontaminate=decontaminate, shard=shard,
+             max_failure_share=max_failure_share)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,10 +8,23 @@ command resumes (exit code 130), never in a traceback.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable, TypeVar
+import errno
+import shlex
+import sys
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
+
+import typer
 
 from condor.cli.options import fail
 from condor.config import ConfigError
+
+if TYPE_CHECKING:
+    from condor.run.failures import FailureReport
+
+#: Where the root command keeps the arguments it was called with (``click.Context.meta``).
+ARGV_KEY = "condor.argv"
+#: Exit code of a command that ran to the end but left too much undone (failed calls, no rows).
+INCOMPLETE = 1
 
 T = TypeVar("T")
 
@@ -36,9 +49,11 @@ def run_job(job: Callable[[], Awaitable[T]]) -> T:
         return asyncio.run(job())
     except expected as exc:
         fail(str(exc))
-    except (OSError, UnicodeError) as exc:
-        # Files that vanish, disks that fill, text that is not UTF-8: one line, no traceback.
-        fail(f"{type(exc).__name__}: {exc}")
+    except OSError as exc:
+        # Files that vanish, disks that fill, a path that is a file: one line, no traceback.
+        fail(describe_os_error(exc))
+    except UnicodeError as exc:
+        fail(f"not UTF-8 text: {exc}")
     except KeyboardInterrupt:
         fail("interrupted; run the same command again to resume where it stopped", code=130)
     raise AssertionError("unreachable")
@@ -60,3 +75,39 @@ def describe_usage(stats: dict[str, Any]) -> str:
         f"{usage.get('prompt_tokens', 0)} prompt + {usage.get('completion_tokens', 0)} completion tokens, "
         f"{usage.get('retries', 0)} retries"
     )
+
+
+def describe_os_error(exc: OSError) -> str:
+    """An operating-system error as a person would say it, naming the path."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    if isinstance(exc, FileExistsError) or exc.errno == errno.ENOTDIR:
+        return f"{where}a file is in the way where a directory is needed; choose another --output"
+    if isinstance(exc, IsADirectoryError):
+        return f"{where}is a directory where a file is needed"
+    if isinstance(exc, PermissionError):
+        return f"{where}permission denied"
+    if exc.errno == errno.ENOSPC:
+        return f"{where}no space left on the device; free some and rerun the same command to resume"
+    return f"{where}{exc.strerror or exc}"
+
+
+def retry_command(ctx: typer.Context | None) -> str:
+    """The command this process was started with, plus ``--retry-failed``: what sends failed items again."""
+    argv = ctx.meta.get(ARGV_KEY) if ctx is not None else None
+    args = list(argv if argv is not None else sys.argv[1:])
+    if "--retry-failed" not in args:
+        args.append("--retry-failed")
+    return shlex.join(["condor", *args])
+
+
+def report_failures(report: "FailureReport", ctx: typer.Context | None) -> None:
+    """Say what failed and how to retry it; exit with :data:`INCOMPLETE` when too much failed or nothing came through."""
+    for line in report.notices():
+        typer.secho(f"warning: {line}", err=True, fg=typer.colors.YELLOW)
+    problems = report.problems()
+    for line in problems:
+        typer.secho(f"error: {line}", err=True, fg=typer.colors.RED)
+    if report.failed:
+        typer.echo(f"to send the {report.failed} failed items again: {retry_command(ctx)}", err=True)
+    if problems:
+        raise typer.Exit(INCOMPLETE)

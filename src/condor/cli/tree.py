@@ -39,11 +39,21 @@ def _write(path: Path, writer: Any, what: Any) -> None:
     try:
         writer(what, path)
     except OSError as exc:
-        fail(f"{path}: cannot write ({exc.strerror or exc})")
+        from condor.cli.runtime import describe_os_error
+
+        fail(f"{path}: cannot write: {describe_os_error(exc)}")
 
 
 def _write_text(path: Path, text: str) -> None:
     _write(path, lambda content, target: target.write_text(content, encoding="utf-8"), text)
+
+
+def _not_the_input(source: Path | str, output: Path) -> None:
+    """Refuse to write a conversion over the file it reads: the original would be gone (an input is never
+    its own output). Growing a tree in place (expand, augment) keeps its history and stays allowed."""
+    source = Path(source)
+    if source.exists() and output.exists() and source.resolve() == output.resolve():
+        fail(f"{output} is the file being read; write the result elsewhere (-o), then replace the original if you mean to")
 
 
 def _save(tree: Any, path: Path) -> None:
@@ -84,7 +94,8 @@ def stats(
 
 @tree_app.command("import")
 def import_tags(
-    tags: Annotated[Path, typer.Argument(help="Condor-layout tag file: {domain: {topic: [leaf, ...]}}.")],
+    # "\[" keeps rich from reading "[leaf, ...]" as a style tag and dropping it from the help.
+    tags: Annotated[Path, typer.Argument(help=r"Condor-layout tag file: {domain: {topic: \[leaf, ...]}}.")],
     output: OutOpt,
     name: Annotated[Optional[str], typer.Option("--name", help="Tree name (default: the file name).")] = None,
     lang: Annotated[str, typer.Option("--lang", help="Language of the tags.")] = "en",
@@ -93,6 +104,7 @@ def import_tags(
     from condor.tree.condor_layout import import_condor_tags
     from condor.tree.model import TreeError
 
+    _not_the_input(tags, output)
     warnings: list[str] = []
     try:
         result = import_condor_tags(tags, name=name, language=lang, warnings=warnings)
@@ -112,8 +124,10 @@ def export(
 ) -> None:
     """Write a tree as Condor-layout tags, or as a JSON or YAML tree file."""
     from condor.tree.condor_layout import export_condor_tags
-    from condor.tree.io import dumps_tree
+    from condor.tree.io import SHIPPED_TREES, dumps_tree
 
+    if tree not in SHIPPED_TREES:
+        _not_the_input(tree, output)
     loaded = _load(tree)
     if fmt == "condor":
         _write(output, export_condor_tags, loaded)
@@ -165,15 +179,15 @@ def expand(
     if (roots is None) == (tree is None):
         fail("give exactly one of --roots FILE or --tree NAME_OR_PATH")
     if roots is not None:
+        from condor.documents import decode_utf8
+
         try:
-            lines = roots.read_text(encoding="utf-8").splitlines()
+            lines = decode_utf8(roots.read_bytes(), roots, TreeError).splitlines()
             start = tree_from_roots(lines, name=roots.stem, language=lang)
         except OSError as exc:
             fail(f"{roots}: cannot read ({exc.strerror or exc})")
-        except UnicodeDecodeError:
-            fail(f"{roots}: not UTF-8 text; a roots file is UTF-8, one root tag per line")
         except TreeError as exc:
-            fail(f"{roots}: {exc}")
+            fail(str(exc) if str(exc).startswith(str(roots)) else f"{roots}: {exc}")
     else:
         start = _load(tree)
     branch = parse_path(under or "")

@@ -22,6 +22,7 @@ import unicodedata
 from pathlib import Path
 from typing import Any, Iterator
 
+from condor.documents import decode_utf8
 from condor.errors import ConfigError
 from condor.filters.base import Gate
 from condor.stages.base import Record, Rejection
@@ -62,11 +63,10 @@ def _prompt_of(item: Any) -> str | None:
 def read_prompts(path: Path) -> Iterator[tuple[int, str]]:
     """``(line, prompt)`` for every prompt in a benchmark file; errors name the file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read benchmark file ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text; a benchmark file is JSONL, a JSON array or plain lines") from None
+    text = decode_utf8(data, path, ConfigError)
     if text.lstrip().startswith("["):
         try:
             items = json.loads(text)

@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from condor.files import file_mode
 from condor.llm.base import Capabilities, ChatRequest, Completion, LLMBackend, request_key
 
 CACHE_FORMAT = "condor-cache v1"
@@ -50,8 +52,13 @@ class RequestCache:
     def __init__(self, path: str | Path, *, commit_every: int = 64, commit_seconds: float = 0.5) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        new = not self.path.exists()
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            if new:
+                # SQLite creates 0644 whatever the umask allows; give it the mode of the run's other files
+                # (its -wal and -shm files follow the database's mode).
+                os.chmod(self.path, file_mode())
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             # Other processes' batches hold the write lock for milliseconds: wait for them.

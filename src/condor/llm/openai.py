@@ -16,13 +16,15 @@ Failure handling, request by request (the batch never raises for one bad request
 which is :mod:`condor.llm.errors`):
 
 - rate limits, overload, gateway errors, timeouts, dropped connections, garbled bodies: retried up to
-  ``max_retries`` times, backoff ``uniform(0, min(backoff_cap, backoff_base * 2**attempt))``. A
+  ``max_retries`` times (a request that times out :data:`TIMEOUT_ATTEMPTS` times is given up), backoff ``uniform(0, min(backoff_cap, backoff_base * 2**attempt))``. A
   ``Retry-After`` is a floor on the delay and, on a 429 or 503, pauses every request of this backend.
 - other 5xx: retried too, unless the same status and body come back twice in a row.
 - a body naming a field the server does not take, and other 4xx: failed at once. A wrong key or address
   (401/403/404) is flagged ``transient`` like an outage, so the run stops early and a rerun resends.
 - a "model not found" reply: :class:`BackendUnavailable`.
 - retries exhausted: ``Completion.failed("<last error> (gave up after N retries)", retries=N)``.
+- a reply body past its cap (:func:`~condor.llm.wire.reply_limit`, from ``max_tokens``, or
+  ``max_reply_bytes``): failed at once, read no further, never cached.
 
 Deterministic failures of schema requests count against the dialect: after
 :data:`SCHEMA_FAILURES_TO_SWITCH_OFF` of them structured output is off for this backend (with a
@@ -54,10 +56,13 @@ from condor.llm.base import keep_warning, with_defaults
 from condor.llm.dialects import PROBE_HEADER, ProbeReply, choose, probe_body, remember, schema_fields
 from condor.llm.errors import ALWAYS_RETRY, MAYBE_TRANSIENT, SETUP_ERRORS, model_missing, server_message
 from condor.llm.limits import RateLimiter, estimate_tokens
+from condor.llm.settings import check_base_url
 from condor.llm.wire import Refused as _Refused
 from condor.llm.wire import Secret as _Secret
+from condor.llm.wire import TooLarge as _TooLarge
 from condor.llm.wire import Transient as _Transient
 from condor.llm.wire import parse_completion as _parse_completion
+from condor.llm.wire import endpoint, read_body, read_prefix, reply_limit
 
 if TYPE_CHECKING:
     from condor.llm.settings import OpenAISettings
@@ -71,8 +76,11 @@ SCHEMA_FAILURES_TO_SWITCH_OFF = 3
 # The settings passed to the constructor under their own names.
 _SETTINGS = (
     "concurrency", "timeout", "max_retries", "requests_per_minute", "tokens_per_minute", "max_tokens",
-    "temperature", "top_p", "seed", "structured", "structured_dialect",
+    "temperature", "top_p", "seed", "structured", "structured_dialect", "max_reply_bytes",
 )
+#: Attempts a request gets when each one times out: a server that took a request and sat on it for the
+#: whole timeout will most likely do so again, and six retries would hold a run for seven timeouts.
+TIMEOUT_ATTEMPTS = 2
 # Kept under this name for callers (and tests) that parse Retry-After through this module.
 _parse_retry_after = errors.parse_retry_after
 
@@ -117,8 +125,10 @@ class OpenAIBackend(LLMBackend):
         backoff_cap: float = 60.0,
         structured: str = "auto",
         structured_dialect: str = "auto",
+        max_reply_bytes: int | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        # Checked here too, not only in the settings: a key in the URL would reach the identity and the cache.
+        self.base_url = check_base_url(base_url)
         self.model = model
         self.concurrency = concurrency
         self.timeout = timeout
@@ -135,9 +145,10 @@ class OpenAIBackend(LLMBackend):
         self.identity = f"openai:{model}"
         # Facts about this server (its schema dialect) are the server's own: kept per address.
         self._dialect_key = f"openai:{self.base_url}:{model}:structured-dialect"
+        self.max_reply_bytes = max_reply_bytes
         self.limiter = RateLimiter(requests_per_minute, tokens_per_minute)
         self._api_key = _Secret(api_key) if api_key else None
-        self._url = f"{self.base_url}/chat/completions"
+        self._url = endpoint(self.base_url, "chat/completions")
         self._state: _LoopState | None = None
         # Until when (time.monotonic) the server asked everyone to hold off, after a 429/503 Retry-After.
         self._hold_until = 0.0
@@ -269,11 +280,11 @@ class OpenAIBackend(LLMBackend):
     async def _list_models(self, state: _LoopState) -> list[str]:
         try:
             async with state.session.get(
-                f"{self.base_url}/models",
+                endpoint(self.base_url, "models"),
                 headers=self._auth_headers(),
                 timeout=aiohttp.ClientTimeout(total=min(self.timeout, 15.0)),
             ) as response:
-                body = await response.read()
+                body = await read_prefix(response)
                 status = response.status
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
             raise BackendUnavailable(errors.unreachable(self.base_url, self._scrub(str(exc) or type(exc).__name__))) from None
@@ -293,7 +304,7 @@ class OpenAIBackend(LLMBackend):
         headers = {**(self._auth_headers() or {}), PROBE_HEADER: label}
         try:
             async with state.session.post(self._url, data=json.dumps(body).encode("utf-8"), headers=headers) as response:
-                status, raw = response.status, await response.read()
+                status, raw = response.status, await read_prefix(response)
                 retry_after = response.headers.get("Retry-After")
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             return ProbeReply(None, error=self._scrub(f"{type(exc).__name__}: {exc}"))
@@ -354,8 +365,8 @@ class OpenAIBackend(LLMBackend):
         # The body is encoded once a slot is free, not up front: a batch of 100,000 queued requests
         # should not hold 100,000 encoded bodies. Retries reuse it.
         data = b""
-        estimate = 0
-        retries = 0
+        estimate = limit = 0
+        retries = timeouts = 0
         last_echo: tuple[int, bytes] | None = None
         while True:
             hold = self._hold_until - time.monotonic()
@@ -366,17 +377,24 @@ class OpenAIBackend(LLMBackend):
                     if not data:
                         body = self._body(request)
                         data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+                        limit = reply_limit(body.get("max_tokens"), self.max_reply_bytes)
                         if self.limiter.enabled:
                             estimate = estimate_tokens(request.messages, body.get("max_tokens"))
                     if self.limiter.enabled:
                         await self.limiter.acquire(estimate)
-                    completion = await self._attempt(state.session, data)
+                    completion = await self._attempt(state.session, data, limit)
             except _Refused as refusal:
                 return self._refused(request, refusal.message, "the server does not take a field of this request", retries)
             except _Transient as failure:
                 if failure.echo is not None and failure.echo == last_echo:
                     return self._refused(request, failure.message, "the server gave the same answer twice in a row", retries)
                 last_echo = failure.echo
+                timeouts += failure.timed_out
+                if failure.timed_out and timeouts >= TIMEOUT_ATTEMPTS:
+                    message = (f"timeout: no answer within {self.timeout:g}s, {timeouts} times in a row; the server "
+                               "took the request but did not answer (stuck or overloaded?). Raise llm.timeout if "
+                               "replies really take this long")
+                    return Completion.failed(message, retries=retries, transient=True)
                 if retries >= self.max_retries:
                     suffix = f" (gave up after {retries} retries)" if retries else ""
                     return Completion.failed(self._scrub(failure.message) + suffix, retries=retries, transient=True)
@@ -412,16 +430,22 @@ class OpenAIBackend(LLMBackend):
             # Remembered, so the next run starts without schemas instead of failing three more records.
             remember(self._notes, self._dialect_key, "none", self.dialect_note)
 
-    async def _attempt(self, session: aiohttp.ClientSession, data: bytes) -> Completion:
+    async def _attempt(self, session: aiohttp.ClientSession, data: bytes, limit: int) -> Completion:
         """One HTTP round trip: a completion (ok or permanently failed), or raises :class:`_Transient`
-        or :class:`_Refused`."""
+        or :class:`_Refused`. A reply body past ``limit`` bytes is a failure, read no further."""
         try:
             async with session.post(self._url, data=data, headers=self._auth_headers()) as response:
                 status = response.status
-                raw = await response.read()
+                raw = await (read_body(response, limit) if status == 200 else read_prefix(response))
                 retry_after_header = response.headers.get("Retry-After")
+        except _TooLarge as exc:
+            size = f" ({exc.size:,} bytes announced)" if exc.size else ""
+            return Completion.failed(
+                f"reply larger than {limit:,} bytes{size}, the cap for this request's max_tokens; not kept "
+                "(set llm.max_reply_bytes to accept larger replies)"
+            )
         except asyncio.TimeoutError:
-            raise _Transient(f"timeout: no complete answer within {self.timeout:g}s") from None
+            raise _Transient(f"timeout: no complete answer within {self.timeout:g}s", timed_out=True) from None
         except aiohttp.InvalidURL:
             return Completion.failed(f"invalid URL {self._url!r}")
         except aiohttp.ClientConnectionError as exc:

@@ -10,20 +10,77 @@ Adding a kind: a settings class here (with ``backend: Literal["name"]``), its en
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-from typing import Annotated, Any, Literal, Union
-from urllib.parse import urlsplit
+import re
+from types import UnionType
+from typing import Annotated, Any, Iterator, Literal, Union, get_args, get_origin
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from condor.errors import ConfigError
 
 
-class _Strict(BaseModel):
+def _kinds(annotation: Any) -> Iterator[tuple[str, Any]]:
+    """The plain types and literal values a field annotation admits."""
+    origin = get_origin(annotation)
+    if origin in (Union, UnionType):
+        for arg in get_args(annotation):
+            yield from _kinds(arg)
+    elif origin is Literal:
+        yield from (("literal", value) for value in get_args(annotation))
+    elif origin is Annotated:
+        yield from _kinds(get_args(annotation)[0])
+    else:
+        yield ("type", annotation)
+
+
+class StrictSettings(BaseModel):
+    """Settings read from hand-written YAML: unknown keys are errors, and YAML 1.1 booleans are read as meant.
+
+    YAML turns the words on/off/yes/no into booleans. Where a setting's documented words are on/off
+    (``structured: on``, ``relevance: off``) the boolean is taken back to the word; where a number is
+    meant, a boolean is an error rather than pydantic's silent 1 or 0 (``max_tokens: true``).
+    """
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    # A model validator, not a field validator on every field: the ``backend`` field discriminates the
+    # union of kinds, and pydantic allows no field validator there.
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_booleans(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        fixed: dict[str, Any] | None = None
+        for name, value in data.items():
+            if isinstance(value, bool) and name in cls.model_fields:
+                meant = _yaml_word(name, cls.model_fields[name].annotation, value)
+                if meant is not value:
+                    fixed = fixed if fixed is not None else dict(data)
+                    fixed[name] = meant
+        return fixed if fixed is not None else data
 
-class CommonSettings(_Strict):
+
+def _yaml_word(name: str, annotation: Any, value: bool) -> Any:
+    """What a YAML boolean in field ``name`` was meant to be: the word on/off, the boolean, or an error."""
+    kinds = list(_kinds(annotation))
+    if ("type", bool) in kinds:
+        return value
+    words = {item for kind, item in kinds if kind == "literal"}
+    if value and "on" in words:
+        return "on"
+    if not value and "off" in words:
+        return "off"
+    if any(kind == "type" and item in (int, float) for kind, item in kinds):
+        written = "true (or yes, on)" if value else "false (or no, off)"
+        raise ValueError(f"{name}: expected a number, got {written}, which YAML reads as a boolean")
+    return value
+
+
+class CommonSettings(StrictSettings):
     """Sampling and load settings every backend kind takes."""
 
     concurrency: int = Field(64, ge=1, le=4096, description="Requests in flight at once.")
@@ -51,8 +108,15 @@ class OpenAISettings(CommonSettings):
     api_key_env: str | None = Field(
         None, description="Name of the environment variable holding the API key (the key itself is never stored)."
     )
-    timeout: float = Field(300.0, gt=0, description="Seconds to wait for one response before retrying.")
+    timeout: float = Field(
+        300.0, gt=0,
+        description="Seconds to wait for one response; a request that gets no answer twice in a row is given up as failed.",
+    )
     max_retries: int = Field(6, ge=0, le=100, description="Retries for 429, 5xx, timeouts and dropped connections.")
+    max_reply_bytes: int | None = Field(
+        None, ge=1024,
+        description="Largest reply body accepted, in bytes; a larger one is a recorded failure (default: 1 MB + 64 bytes per max_tokens).",
+    )
     requests_per_minute: float | None = Field(None, gt=0, description="Client-side request rate limit.")
     tokens_per_minute: float | None = Field(None, gt=0, description="Client-side token rate limit (prompt + max_tokens).")
     # The names condor.llm.dialects knows, plus auto (probe the server) and none.
@@ -102,13 +166,30 @@ class OpenAISettings(CommonSettings):
         return key
 
 
+#: Query parameter names that carry a credential (compared lower-case, with '-' read as '_').
+_SECRET_PARAMS = re.compile(r"(^|_)(api_?key|key|token|access_token|auth|authorization|password|passwd|pwd|secret|sig|signature|credential|credentials|session)$")
+
+
 def check_base_url(value: str) -> str:
-    """One server address, checked: http(s), no credentials in it; without a trailing slash."""
-    if not value.startswith(("http://", "https://")):
-        raise ValueError(f"base_url must start with http:// or https://, got {value!r}")
-    if "@" in urlsplit(value).netloc:
-        # user:password@host would end up in the model identity, the manifest and every record.
+    """``value`` without a trailing slash, or ValueError for a URL that is not http(s) or carries a credential.
+
+    A key in ``user:password@host`` or in the query (``?api_key=...``) would end up in the model
+    identity, the manifest, every record and every error message; it is refused, and the message never
+    repeats the URL, so the key is not printed either.
+    """
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        shown = value if "@" not in value and "?" not in value else f"{parts.scheme}://..."
+        raise ValueError(f"base_url must start with http:// or https:// and name a host, got {shown!r}")
+    if "@" in parts.netloc:
         raise ValueError("base_url must not contain credentials; put the key in the variable named by api_key_env")
+    names = [name for name, _ in parse_qsl(parts.query, keep_blank_values=True)]
+    secret = [name for name in names if _SECRET_PARAMS.search(name.lower().replace("-", "_"))]
+    if secret:
+        raise ValueError(
+            f"base_url must not carry credentials in its query (parameter {secret[0]!r}); put the key in the "
+            "variable named by api_key_env (sent as an Authorization header, never written down)"
+        )
     return value.rstrip("/")
 
 
@@ -168,6 +249,30 @@ class TransformersSettings(CommonSettings):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Weight precision (auto: bfloat16 on a GPU that has it, else float32)."
     )
+
+
+#: The settings that shape what a model writes; the rest (concurrency, timeouts, retries) do not.
+SAMPLING = ("model", "max_tokens", "temperature", "top_p", "seed", "structured")
+
+
+def sampling(settings: CommonSettings) -> dict[str, Any]:
+    """What of ``settings`` decides a step's results, as recorded with them (provenance, redo on change)."""
+    return {"backend": settings.backend, **{name: getattr(settings, name, None) for name in SAMPLING}}  # type: ignore[attr-defined]
+
+
+def settings_key(values: dict[str, Any] | None) -> str | None:
+    """A short fingerprint of :func:`sampling` values, stored with each unit of work; None for none."""
+    if not values:
+        return None
+    blob = json.dumps(values, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def describe_change(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """``temperature 0.7 -> 0.2, model 'a' -> 'b'``: what differs between two :func:`sampling` records."""
+    changed = [f"{name} {before.get(name)!r} -> {after.get(name)!r}" for name in sorted(set(before) | set(after))
+               if before.get(name) != after.get(name)]
+    return ", ".join(changed) or "settings changed"
 
 
 _SERVER_ONLY = frozenset(OpenAISettings.model_fields) - frozenset(EmbeddedSettings.model_fields)

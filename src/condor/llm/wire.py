@@ -1,14 +1,26 @@
 """What crosses the wire to an OpenAI-compatible server: the masked key, attempt outcomes, reply bodies.
 
+Reply bodies are read with a cap (:func:`reply_limit`, from the request's ``max_tokens``): a server that
+answers megabytes per reply costs one recorded failure, not the memory and the cache of the run.
+
 Kept apart from :mod:`condor.llm.openai`, which owns the session, retries and start-up checks.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from condor.llm import errors
 from condor.llm.base import Completion, clean_text
+
+
+def endpoint(base_url: str, path: str) -> str:
+    """``base_url`` + ``/path``, with the base's query (``?api-version=...``) kept after the path."""
+    parts = urlsplit(base_url)
+    root = urlunsplit(parts._replace(query="", fragment="")).rstrip("/")
+    return f"{root}/{path}" + (f"?{parts.query}" if parts.query else "")
 
 
 class Secret:
@@ -30,13 +42,71 @@ class Secret:
 
 class Transient(Exception):
     """One attempt failed in a way worth retrying. ``echo`` is the status and body of an HTTP error
-    that might be deterministic: the same echo twice in a row ends the retries."""
+    that might be deterministic: the same echo twice in a row ends the retries. ``timed_out``: no
+    answer came within the timeout (retried less often: a server that hangs once usually hangs again)."""
 
-    def __init__(self, message: str, retry_after: float | None = None, echo: tuple[int, bytes] | None = None) -> None:
+    def __init__(
+        self, message: str, retry_after: float | None = None, echo: tuple[int, bytes] | None = None,
+        *, timed_out: bool = False,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
         self.echo = echo
+        self.timed_out = timed_out
+
+
+class TooLarge(Exception):
+    """A reply body longer than the cap; ``size`` is the announced length, when there was one."""
+
+    def __init__(self, size: int | None) -> None:
+        super().__init__(size)
+        self.size = size
+
+
+#: Reply bytes allowed per token of ``max_tokens``: a JSON-escaped CJK token or a long run of
+#: whitespace stays well under it, so no honest reply comes near the cap.
+REPLY_BYTES_PER_TOKEN = 64
+#: Allowed on top, for the envelope (ids, usage, a reasoning model's extra fields).
+REPLY_ENVELOPE_BYTES = 1 << 20
+#: Tokens assumed when a request names no ``max_tokens``.
+UNSTATED_MAX_TOKENS = 32_768
+#: How much of an error reply, a model listing or a probe reply is read: enough for any message.
+SMALL_REPLY_BYTES = 1 << 20
+
+
+def reply_limit(max_tokens: int | None, configured: int | None = None) -> int:
+    """The largest chat reply body accepted for a request with this ``max_tokens``."""
+    if configured:
+        return configured
+    return REPLY_ENVELOPE_BYTES + REPLY_BYTES_PER_TOKEN * (max_tokens or UNSTATED_MAX_TOKENS)
+
+
+async def read_body(response: Any, limit: int) -> bytes:
+    """The whole body of an aiohttp response, in chunks; :class:`TooLarge` as soon as it passes ``limit``.
+
+    Memory stays at ``limit`` plus one chunk however much the server sends (a gzip body is counted
+    after decompression, so a compressed bomb is caught too).
+    """
+    announced = response.content_length
+    if announced is not None and announced > limit:
+        raise TooLarge(announced)
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(1 << 16):
+        body += chunk
+        if len(body) > limit:
+            raise TooLarge(None)
+    return bytes(body)
+
+
+async def read_prefix(response: Any, limit: int = SMALL_REPLY_BYTES) -> bytes:
+    """At most ``limit`` bytes of the body: for replies of which only the start matters (errors)."""
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(1 << 16):
+        body += chunk[: limit - len(body)]
+        if len(body) >= limit:
+            break
+    return bytes(body)
 
 
 class Refused(Exception):

@@ -45,15 +45,22 @@ def _pair(data: dict[str, Any]) -> tuple[str, str] | str:
 def import_units(path: Path) -> Iterator[tuple[str, list[Record], list[dict]]]:
     """Units for the ``imported`` step: one per non-blank line, a record or a rejection."""
     try:
-        handle = path.open(encoding="utf-8")
+        handle = path.open("rb")
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
     seen: set[str] = set()
     with handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
                 continue
             key = f"line-{number}"
+            try:
+                raw = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                # One bad line is that line's rejection, with its number; the rest of the file is read.
+                problem = f"not UTF-8 text (byte 0x{line[exc.start]:02x} at column {exc.start + 1})"
+                yield key, [], [_reject(number, problem, line.decode("utf-8", "replace"))]
+                continue
             try:
                 data = json.loads(raw)
             except json.JSONDecodeError as exc:

@@ -21,6 +21,7 @@ import time
 from typing import Any, Iterable, Sequence
 
 from condor.llm.base import ChatRequest, Completion, LLMBackend, Usage
+from condor.llm.settings import settings_key
 from condor.run.batching import RequestBatcher
 from condor.run.executor import Executor, StageOutcome
 from condor.run.progress import ProgressBoard, StageProgress
@@ -49,8 +50,11 @@ class StageRunner:
         outage_after: int | None = None,
         collect_hashes: bool = False,
         checks: OutputChecks = OutputChecks(),
+        settings_key: str | None = None,
     ) -> None:
         self.stage = stage
+        # Stored with each unit: a unit made under other sampling settings is not done (provenance).
+        self.settings_key = settings_key
         self.backend = backend
         self.store = store
         self.structured = structured
@@ -72,7 +76,8 @@ class StageRunner:
 
     async def _process(self, record: Record, digest: str) -> tuple[dict[str, Any], Usage]:
         return await make_unit(
-            self.stage, self.backend, record, digest, structured=self.structured, checks=self.checks, send=self._send
+            self.stage, self.backend, record, digest, structured=self.structured, checks=self.checks, send=self._send,
+            settings=self.settings_key,
         )
 
     async def run(self, inputs: Iterable[Record], total: int | None = None) -> StageOutcome:
@@ -80,7 +85,8 @@ class StageRunner:
         self.store.open()
         # Units that failed at the transport level are sent again: this executor only runs an unfinished
         # stage (or one the user asked to retry), and such failures usually mean the server was down.
-        done = self.store.done_map(include_failed=not self.retry_failed, include_transient=False)
+        done = self.store.done_map(include_failed=not self.retry_failed, include_transient=False,
+                                   settings=self.settings_key)
         outcome = StageOutcome(self.stage.name)
         progress = StageProgress(self.stage.name, total, resumed=0)
         pending: set[asyncio.Task] = set()
@@ -90,6 +96,7 @@ class StageRunner:
 
         def finished(task: asyncio.Task) -> None:
             pending.discard(task)
+            progress.end(task)
             slots.release()
             if task.cancelled():
                 return
@@ -130,6 +137,7 @@ class StageRunner:
                         break
                     task = asyncio.create_task(self._process(record, digest))
                     pending.add(task)
+                    progress.begin(task)
                     task.add_done_callback(finished)
                 while pending and not fatal:
                     await asyncio.wait(set(pending), return_when=asyncio.FIRST_COMPLETED)
@@ -189,6 +197,7 @@ class LocalExecutor(Executor):
             retry_failed=self.retry_failed,
             collect_hashes=True,
             checks=OutputChecks(step.checks, step.resamples, reject_input=step.carries),
+            settings_key=settings_key(step.settings),
         )
         outcome = await runner.run(inputs, total=total)
         outcome.models[role] = self.backends[role].describe()

@@ -1,8 +1,10 @@
 """Running a list of steps over a run directory: skip what is finished, run the rest, record it.
 
 For each step in order: a step whose completion marker carries the same key as now (the same
-upstream markers and, for gates, the same settings) is skipped without reading its inputs; otherwise a
-model step goes to the executor, which resumes from the step's shards and the request cache, and a
+upstream markers and the same settings: a gate's, or a model step's model and sampling settings) is
+skipped without reading its inputs; otherwise a model step goes to the executor, which resumes from
+the step's shards (units made under other sampling settings do not count as done) and the request
+cache, and a
 gate or source step is computed again whole (it is cheap and deterministic). Every step's counts,
 token usage, template version and model go into the manifest, with the step graph, so that
 :class:`~condor.run.records.RunReader` can read the run later without any of this code.
@@ -15,10 +17,14 @@ import json
 from collections import Counter
 from typing import Any, Iterable, Sequence
 
+from condor.llm.settings import describe_change
 from condor.run.executor import Executor
 from condor.run.records import PLAN_FILE, RunReader
 from condor.run.steps import PLAN, GateStep, ModelStep, SourceStep, Step, resolve
 from condor.run.store import RunDirectory, StageStore
+
+#: Longest error text kept per distinct error in the manifest.
+ERROR_CHARS = 300
 
 
 def step_key(run: RunDirectory, upstream: Iterable[str | None], settings: Any) -> str:
@@ -42,6 +48,7 @@ def step_summary(reader: RunReader, name: str) -> dict[str, Any]:
     """The counts the manifest records for step ``name`` as it now is (``condor merge`` records the same)."""
     units = records = rejections = failures = 0
     reasons: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
     for unit in reader.store(name).latest_units(reader.current(name)):
         units += 1
         records += len(unit.get("records", ()))
@@ -50,8 +57,10 @@ def step_summary(reader: RunReader, name: str) -> dict[str, Any]:
         if unit.get("error"):
             failures += 1
             reasons["backend_error"] += 1
+            errors[str(unit["error"])[:ERROR_CHARS]] += 1
+    # The commonest errors, so that a summary (and a rerun's summary) can say why calls failed.
     return {"units": units, "records": records, "rejections": rejections, "failures": failures,
-            "reasons": dict(reasons.most_common())}
+            "reasons": dict(reasons.most_common()), "errors": dict(errors.most_common(3))}
 
 
 def describe_steps(steps: Sequence[Step]) -> dict[str, dict[str, Any]]:
@@ -73,6 +82,8 @@ class StepRunner:
         self.executor = executor
         self.retry_failed = retry_failed
         self.reader = RunReader(run.root, run.manifest)
+        #: Things the person running this should know (a step redone because its settings changed).
+        self.notes: list[str] = []
 
     def _finished(self, store: StageStore, key: str) -> bool:
         if self.retry_failed or not store.is_complete():
@@ -100,9 +111,15 @@ class StepRunner:
     async def _model_step(self, step: ModelStep) -> None:
         assert step.stage is not None
         store = self.run.stage(step.name)
-        key = step_key(self.run, [step.reads, *step.carry_from], None)
+        key = step_key(self.run, [step.reads, *step.carry_from], step.settings or None)
         if self._finished(store, key):
             return
+        # The settings that will have made this step's data; units made under others are redone.
+        entry = self.run.manifest["stages"].setdefault(step.name, {})
+        before = entry.get("settings")
+        if step.settings and before and before != step.settings:
+            self.notes.append(f"{step.name}: {describe_change(before, step.settings)} since its data was made; redone")
+        entry["settings"] = step.settings
         store.clear_complete()
         total = sum(1 for _ in self.reader.inputs(step.name))
         outcome = await self.executor.run(step, self.reader.inputs(step.name), store, total=total)

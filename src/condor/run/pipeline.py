@@ -26,6 +26,7 @@ from condor.filters.gates import AnswerQuality, NearDuplicates, QuestionQuality,
 from condor.filters.quality import QualityFilter
 from condor.filters.relevance import OnTopic
 from condor.filters.text_gates import DegenerateAnswer, DegenerateCritique, DegenerateQuestion, DegenerateRefinement
+from condor.llm.settings import sampling
 from condor.run.settings import Settings
 from condor.run.steps import PLAN, GateStep, ModelStep, SourceStep, Step
 from condor.stages.answers import AnswerStage
@@ -54,7 +55,8 @@ def _sampling(settings: Settings, role: str) -> dict[str, float | int]:
 
 def _model(stage: Stage, settings: Settings, check: Gate, **links) -> ModelStep:
     resamples = settings.config.pipeline.resample_attempts
-    return ModelStep(name=stage.name, stage=stage, checks=(check,), resamples=resamples, **links)
+    return ModelStep(name=stage.name, stage=stage, checks=(check,), resamples=resamples,
+                     settings=sampling(settings.config.backend_for(stage.role)), **links)
 
 
 def question_gates(settings: Settings) -> tuple[Gate, ...]:
@@ -94,7 +96,8 @@ def refine_steps(settings: Settings) -> list[Step]:
         steps += [critique, refine]
         carried = (critique.name, refine.name)
     if settings.select == "best":
-        judge = ModelStep(name="judge", stage=JudgeStage(**_sampling(settings, "judge")), carry_from=carried, carries=True)
+        judge = ModelStep(name="judge", stage=JudgeStage(**_sampling(settings, "judge")), carry_from=carried, carries=True,
+                          settings=sampling(settings.config.backend_for("judge")))
         steps.append(judge)
         carried = (judge.name,)
     steps.append(GateStep(SELECT, carry_from=carried, gates=(SelectVersion(settings.select, quality),)))
@@ -103,8 +106,11 @@ def refine_steps(settings: Settings) -> list[Step]:
 
 def import_step(path: Path) -> SourceStep:
     """An existing SFT file as the base of Condor Refine (step ``imported``)."""
-    from condor.run.batch import fingerprint
+    from condor.run.batch import fingerprint, regular_file
     from condor.run.importer import import_units
+
+    # Read twice (fingerprint, then the records): a pipe would be empty the second time.
+    regular_file(path, "--input file")
 
     def produce():
         for input_id, records, rejections in import_units(path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 from collections import Counter
 
@@ -24,6 +25,8 @@ from condor.stages.tasks import TaskType
 from condor.tree.io import SHIPPED_TREES, resolve_tree
 from condor.tree.model import KnowledgeTree, node_id
 from condor.tree.sample import sample_leaves
+
+log = logging.getLogger(__name__)
 
 __all__ = ["PLAN_FILE", "append_draw", "build_plan", "load_or_create_plan", "plan_fingerprint", "trees_for"]
 
@@ -39,6 +42,10 @@ def trees_for(pipeline: PipelineConfig) -> dict[str, KnowledgeTree]:
     ``en`` and ``zh``); a tree file serves every requested language it has leaves in.
     """
     chosen: dict[str, KnowledgeTree] = {}
+    path = Path(pipeline.tree)
+    if pipeline.tree not in SHIPPED_TREES and path.exists() and not path.is_file():
+        # Read for the plan's fingerprint and again for each draw: a pipe would be empty the second time.
+        raise ConfigError(f"{path}: not a regular file (a pipe or a device?); save the tree to a file and pass that")
     if pipeline.tree in SHIPPED_TREES:
         for lang in languages(pipeline.lang):
             chosen[lang] = resolve_tree(lang if lang in SHIPPED_TREES else pipeline.tree)
@@ -69,6 +76,15 @@ def build_plan(
     for lang, tree in trees_for(pipeline).items():
         seed = pipeline.seed if draw == 0 else hash_seed(pipeline.seed, draw)
         paths = sample_leaves(tree, leaves, seed=seed, language=lang, counts=used)
+        distinct = len(set(paths))
+        if draw == 0 and distinct < len(paths):
+            # Said before the run starts: repeated leaves make near-identical questions, and the duplicate
+            # filter will reject most of them, which otherwise looks like a broken model.
+            log.warning(
+                "tree %r has %d %s in %r, fewer than the %d asked for (--leaves): each is used about %d "
+                "times, so expect many near-duplicate questions to be rejected", tree.name, distinct,
+                "leaf" if distinct == 1 else "leaves", lang, leaves, round(leaves / distinct),
+            )
         for path in paths:
             for task in tasks.values():
                 base = f"{lang}/{node_id(path)}/{task.slug}"

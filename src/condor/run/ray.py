@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from condor.config import RunConfig
 from condor.errors import ConfigError
 from condor.llm.base import BackendUnavailable, LLMBackend
+from condor.llm.settings import settings_key
 from condor.run.executor import Executor, StageOutcome
 from condor.run.progress import ProgressBoard, StageProgress
 from condor.run.ray_blocks import BlockFiles, Shape, check_every_input_has_a_unit, count_rows, shape
@@ -154,7 +155,8 @@ class RayExecutor(Executor):
         block_size = spread.block_size(total, self.cfg.ray.block_size)
         outcome = StageOutcome(step.stage.name)
         progress = StageProgress(step.stage.name, total)
-        done = store.done_map(include_failed=not self.retry_failed, include_transient=False)
+        done = store.done_map(include_failed=not self.retry_failed, include_transient=False,
+                              settings=settings_key(step.settings))
         for stale in store.directory.glob(STAGING_PREFIX + "*") if store.directory.is_dir() else ():
             shutil.rmtree(stale, ignore_errors=True)  # left by a driver that was killed; we hold the run lock
         token = f"{int(time.time()):x}{os.getpid() % 4096:03x}"

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Coroutine, Iterable, TypeVar
 
 from condor.llm.base import LLMBackend, Usage
+from condor.llm.settings import settings_key
 from condor.run.recovery import OutputChecks
 from condor.run.steps import ModelStep
 from condor.run.store import StageStore
@@ -138,10 +139,12 @@ class BlockWorker:
         store.open()
         try:
             earlier = _finished_here(store.own_units())
+            key = settings_key(step.settings)
             pending = []
             for item in items:
                 unit = earlier.get(item["id"])
-                if unit is not None and unit.get("input_hash") == item["hash"]:
+                # Made for this content under these settings (a unit made under others is redone).
+                if unit is not None and unit.get("input_hash") == item["hash"] and unit.get("settings") in (None, key):
                     _add_row(out, unit, Usage(), resumed=True)
                 else:
                     pending.append(item)
@@ -161,7 +164,7 @@ class BlockWorker:
         async def one(item: dict[str, Any]) -> tuple[dict[str, Any], Usage]:
             async with self.slots:
                 return await make_unit(step.stage, self.backend, item["record"], item["hash"],  # type: ignore[arg-type]
-                                       structured=structured, checks=checks)
+                                       structured=structured, checks=checks, settings=settings_key(step.settings))
 
         tasks = [asyncio.ensure_future(one(item)) for item in items]
         try:

@@ -62,6 +62,9 @@ class ModelStep(Step):
     stage: Stage | None = None
     checks: Sequence[Gate] = ()
     resamples: int = 0
+    #: The settings that shape the step's results (model, sampling; :func:`condor.llm.settings.sampling`).
+    #: Recorded in the manifest; when they change, the step is redone rather than kept under new labels.
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.stage is None:
@@ -74,7 +77,8 @@ class ModelStep(Step):
     def describe(self) -> dict[str, Any]:
         assert self.stage is not None
         return {**super().describe(), "role": self.stage.role, "template_version": self.stage.version,
-                "checks": [[gate.name, gate.settings] for gate in self.checks], "resamples": self.resamples}
+                "checks": [[gate.name, gate.settings] for gate in self.checks], "resamples": self.resamples,
+                "settings": self.settings}
 
 
 @dataclass(frozen=True)

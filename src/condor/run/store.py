@@ -24,10 +24,12 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
+
+# Re-exported: callers write whole files through the run store's names.
+from condor.files import atomic_write_lines, atomic_write_text  # noqa: F401
 
 if TYPE_CHECKING:
     from condor.run.lock import RunLock
@@ -35,45 +37,15 @@ if TYPE_CHECKING:
 RUN_FORMAT = "condor-run v1"
 LOCK_FILE = ".lock"
 _WRITER = re.compile(r"[A-Za-z0-9._-]{1,64}")
+#: The datasets Condor writes at the top of a run directory. One of these in a directory without a
+#: manifest belongs to someone else (a dataset copied there, another tool's output): not written over.
+OUTPUT_NAMES = frozenset({"output.jsonl", "sft.jsonl", "void.jsonl", "preference.jsonl", "rejected.jsonl"})
+#: Everything Condor writes at the top of a run directory: never read as an input of the same run.
+OWN_NAMES = OUTPUT_NAMES | {"manifest.json", "plan.jsonl", "stages", "inputs", "exports"}
 
 
 class RunStoreError(RuntimeError):
     """The run directory is unusable or was made by an incompatible run; the message says how to proceed."""
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a whole file or nothing: temp file in the same directory, fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_lines(path: Path, lines: Iterator[str]) -> int:
-    """Stream lines into a temp file and rename it into place; returns the number of lines."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for line in lines:
-                handle.write(line)
-                handle.write("\n")
-                count += 1
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return count
 
 
 def dumps(obj: Any) -> str:
@@ -212,16 +184,21 @@ class StageStore:
                 if (shard, line) in latest:
                     yield unit
 
-    def done_map(self, *, include_failed: bool = True, include_transient: bool = True) -> dict[str, str | None]:
+    def done_map(
+        self, *, include_failed: bool = True, include_transient: bool = True, settings: str | None = None
+    ) -> dict[str, str | None]:
         """``{input_id: input_hash}`` of inputs whose latest unit counts as done.
 
         Failures can be left out (all of them, or only transport-level ones) so that they are sent again.
+        With ``settings`` (a fingerprint of the sampling settings), a unit made under other settings is
+        not done: its input is processed again under these.
         """
         done: dict[str, str | None] = {}
         for unit in self._iter_latest():
             failed = bool(unit.get("error"))
             retry = failed and (not include_failed or (unit.get("transient") and not include_transient))
-            if not retry:
+            stale = settings is not None and unit.get("settings") not in (None, settings)
+            if not retry and not stale:
                 done[unit["input_id"]] = unit.get("input_hash")
         return done
 
@@ -262,11 +239,18 @@ class StageStore:
     # -- writing -------------------------------------------------------------------------------------
     def open(self) -> None:
         """Open this writer's shard for appending (its torn tail, if any, is cut first)."""
+        self._refuse_links()
         self.directory.mkdir(parents=True, exist_ok=True)
-        refuse_symlink(self.units_path)
+        self._refuse_links()
         self._repair_tail()
         self._seq = sum(1 for _ in self._read_shard(self.units_path))
-        self._fd = os.open(self.units_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = os.open(self.units_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+
+    def _refuse_links(self) -> None:
+        # The step's folder, ``stages/`` and the shard itself: a link anywhere below the run directory
+        # would put run data wherever it points.
+        for path in (self.directory.parent, self.directory, self.units_path):
+            refuse_symlink(path)
 
     def append(self, unit: dict[str, Any]) -> None:
         if self._fd is None:
@@ -287,6 +271,7 @@ class StageStore:
 
     def rewrite(self, units: Iterator[dict[str, Any]]) -> int:
         """Replace the whole step with ``units`` in the main shard (model-free steps are redone whole)."""
+        self._refuse_links()
         self.clear_complete()
         for path in self.shard_paths():
             if path != self.units_path:
@@ -307,6 +292,7 @@ class StageStore:
         return data if isinstance(data, dict) else None
 
     def mark_complete(self, summary: dict[str, Any]) -> None:
+        self._refuse_links()
         atomic_write_text(self.complete_path, json.dumps(summary, indent=2, ensure_ascii=False))
 
     def clear_complete(self) -> None:
@@ -329,9 +315,13 @@ def refuse_symlink(path: Path) -> None:
 
 
 class RunDirectory:
-    """A run's output folder and its manifest."""
+    """A run's output folder and its manifest.
 
-    def __init__(self, root: str | Path) -> None:
+    A directory without a manifest that already holds one of the files Condor writes (say an
+    ``sft.jsonl`` copied there) is refused unless ``force``: it is someone else's data.
+    """
+
+    def __init__(self, root: str | Path, *, force: bool = False) -> None:
         self.root = Path(root)
         self.manifest_path = self.root / "manifest.json"
         if self.root.exists() and not self.root.is_dir():
@@ -341,6 +331,32 @@ class RunDirectory:
         except OSError as exc:
             raise RunStoreError(f"cannot create the run directory {self.root} ({exc.strerror or exc})") from None
         self.manifest = self._load_manifest()
+        if not force and not self.manifest_path.exists():
+            self._refuse_foreign()
+
+    def _refuse_foreign(self) -> None:
+        found = sorted(path.name for path in self.root.iterdir() if path.name in OUTPUT_NAMES)
+        if found:
+            raise RunStoreError(
+                f"{self.root} holds {', '.join(found)} but no manifest.json, so it is not a Condor run directory "
+                "and Condor will not write over those files; choose another --output, or pass --force to replace them"
+            )
+
+    def owns(self, path: str | Path) -> bool:
+        """Whether ``path`` is (or is inside) something Condor writes in this run directory."""
+        try:
+            relative = Path(path).resolve().relative_to(self.root.resolve())
+        except ValueError:
+            return False
+        return bool(relative.parts) and (relative.parts[0] in OWN_NAMES or relative.parts[0].startswith("cache.sqlite"))
+
+    def refuse_own(self, path: str | Path, what: str) -> None:
+        """Refuse an input that this run writes: reading it while it is rewritten loses it."""
+        if self.owns(path):
+            raise RunStoreError(
+                f"{path}: the {what} is a file this run writes in {self.root}; an input is never its own output. "
+                "Copy it elsewhere, or choose another --output"
+            )
 
     def _load_manifest(self) -> dict[str, Any]:
         if not self.manifest_path.exists():

@@ -36,10 +36,13 @@ async def make_unit(
     structured: str = "auto",
     checks: OutputChecks = OutputChecks(),
     send: Send | None = None,
+    settings: str | None = None,
 ) -> tuple[dict[str, Any], Usage]:
     """The unit for ``record`` (whose content hash is ``digest``) and the tokens it took.
 
     ``structured`` is the role's setting (auto, on, off). ``send`` defaults to ``backend.generate``.
+    ``settings`` (a fingerprint of the step's sampling settings) is stored with the unit, so that a
+    unit made under other settings does not count as done (:meth:`~condor.run.store.StageStore.done_map`).
     Raises only :class:`BackendUnavailable`; a bug in a stage costs this one record, as a rejection.
     """
     usage = Usage()
@@ -57,6 +60,8 @@ async def make_unit(
     schema_first = policy.schema_first(stage)
     attempts: list[str] = []
     unit: dict[str, Any] = {"input_id": record["id"], "input_hash": digest, "records": [], "rejections": []}
+    if settings:
+        unit["settings"] = settings
     try:
         requests = stage.requests(record, structured=schema_first)
         completions = await attempt(requests)

@@ -21,6 +21,7 @@ from typing import Any
 from condor.llm.base import ChatRequest, LLMBackend
 from condor.tree.embeddings import Embedder, EmbeddingsUnavailable, MiniLMEmbedder, nearest
 from condor.tree.expand import TreeProblem
+from condor.documents import decode_utf8
 from condor.tree.model import MAX_NAME_CHARS, KnowledgeTree, Path, TreeError, TreeNode, clean_name, format_path, name_key, utc_now
 from condor.tree.replies import ReplyError, parse_choice
 
@@ -59,9 +60,10 @@ class AugmentReport:
 def read_topics(path: str | FsPath) -> list[str]:
     """Topics one per line; blank lines skipped, repeats (up to case and spacing) kept once."""
     try:
-        lines = FsPath(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TreeError(f"{path}: cannot read topics file ({exc})") from None
+        data = FsPath(path).read_bytes()
+    except OSError as exc:
+        raise TreeError(f"{path}: cannot read topics file ({exc.strerror or exc})") from None
+    lines = decode_utf8(data, path, TreeError).splitlines()
     topics, seen = [], set()
     for line in lines:
         topic = clean_name(line)

@@ -14,6 +14,7 @@ import json
 from pathlib import Path as FsPath
 from typing import Any
 
+from condor.documents import TREE_BYTES, decode_utf8, read_capped
 from condor.tree.document import Pairs, parse_document
 from condor.tree.model import KnowledgeTree, TreeError, utc_now
 from condor.tree.nested import NestedReader, to_nested
@@ -28,10 +29,7 @@ def import_condor_tags(
 ) -> KnowledgeTree:
     """Read a Condor-layout tag file into a new tree (version 1, one 'import' changelog entry)."""
     path = FsPath(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TreeError(f"{path}: cannot read tag file ({exc})") from None
+    text = decode_utf8(read_capped(path, "tag file", TREE_BYTES, TreeError), path, TreeError)
     return loads_condor_tags(text, source=str(path), name=name or path.stem, language=language, warnings=warnings)
 
 

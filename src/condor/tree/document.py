@@ -18,14 +18,10 @@ from typing import Any
 
 import yaml
 
+from condor.documents import MAX_DEPTH, compose_yaml
 from condor.tree.model import TreeError
 
 _NULL_TAG = "tag:yaml.org,2002:null"
-#: Deepest nesting of mappings and lists accepted. A real tree is a handful of levels (a few more with
-#: node objects); without a limit a pathological file ends in a RecursionError traceback.
-MAX_DEPTH = 200
-# libyaml's composer is several times faster on the shipped trees and gives the same marks.
-_COMPOSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(slots=True, frozen=True)
@@ -72,18 +68,8 @@ def parse_document(text: str, source: str, kind: str) -> Any:
         except RecursionError:
             raise _too_deep(source) from None
         return _wrap_json(raw, source)
-    try:
-        node = yaml.compose(text, Loader=_COMPOSER)
-    except RecursionError:
-        raise _too_deep(source) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        if "nesting depth" in problem:
-            # PyYAML 6.0.4 and later stop deep documents themselves, in their own words; say it in ours.
-            raise _too_deep(source, mark.line + 1 if mark else None) from None
-        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise TreeError(f"{source}{where}: not valid YAML: {problem}") from None
+    # Bounded: aliases that would expand it past a budget, or nesting past MAX_DEPTH, are refused here.
+    node = compose_yaml(text, source, TreeError)
     if node is None:
         return None
     return _from_yaml(node, yaml.SafeLoader(""), source)

@@ -18,7 +18,7 @@ from typing import Any
 
 from condor.llm.base import ChatRequest, LLMBackend
 from condor.tree.dedup import DEFAULT_THRESHOLD, NearDuplicateFilter
-from condor.tree.model import MAX_NAME_CHARS, KnowledgeTree, Path, TreeError, TreeNode, format_path, utc_now
+from condor.tree.model import MAX_NAME_CHARS, KnowledgeTree, Path, TreeError, TreeNode, clean_name, format_path, utc_now
 from condor.tree.replies import ReplyError, parse_subtopics
 
 SUBTOPICS_SCHEMA_NAME = "subtopics"
@@ -99,7 +99,7 @@ def tree_from_roots(roots: list[str], *, name: str = "expanded", language: str =
     """A one-level tree of root tags, to expand from; repeated roots are an error rather than dropped."""
     tree = KnowledgeTree(name, language, version=0)
     for root in roots:
-        cleaned = " ".join(root.split())
+        cleaned = clean_name(root)
         if not cleaned:
             continue
         if len(cleaned) > MAX_NAME_CHARS:

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from condor.documents import TREE_BYTES, decode_utf8, read_capped
 from condor.tree.document import Pairs, Scalar, parse_document, plain
 from condor.tree.model import ChangelogEntry, KnowledgeTree, TreeError, language_code
 from condor.tree.nested import NestedReader, to_nested
@@ -34,12 +35,9 @@ def file_kind(path: str | FsPath) -> str:
 def load_tree(path: str | FsPath, warnings: list[str] | None = None) -> KnowledgeTree:
     """Read a tree file; problems that were normalised rather than rejected are appended to ``warnings``."""
     path = FsPath(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TreeError(f"{path}: no such tree file (shipped trees: {', '.join(SHIPPED_TREES)})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TreeError(f"{path}: cannot read tree file ({exc})") from None
+    if not path.exists():
+        raise TreeError(f"{path}: no such tree file (shipped trees: {', '.join(SHIPPED_TREES)})")
+    text = decode_utf8(read_capped(path, "tree file", TREE_BYTES, TreeError), path, TreeError)
     return loads_tree(text, source=str(path), kind=file_kind(path), warnings=warnings)
 
 
@@ -164,11 +162,18 @@ def dumps_tree(tree: KnowledgeTree, kind: str = "yaml") -> str:
 
 
 def save_tree(tree: KnowledgeTree, path: str | FsPath) -> None:
-    """Write ``tree`` as YAML, or JSON when the name ends in ``.json``."""
+    """Write ``tree`` as YAML, or JSON when the name ends in ``.json``, streamed to the file (a tree of
+    millions of leaves is never held as one string)."""
     path = FsPath(path)
     if path.parent != FsPath(""):
         path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(dumps_tree(tree, file_kind(path)), encoding="utf-8")
+    data = tree_to_dict(tree)
+    with path.open("w", encoding="utf-8") as handle:
+        if file_kind(path) == "json":
+            json.dump(data, handle, ensure_ascii=False, indent=2)
+            handle.write("\n")
+        else:
+            yaml.safe_dump(data, handle, allow_unicode=True, sort_keys=False, width=120)
 
 
 def resolve_tree(name_or_path: str, warnings: list[str] | None = None) -> KnowledgeTree:

@@ -52,12 +52,28 @@ def language_code(value: object, where: str = "") -> str:
 
 def name_key(name: str) -> str:
     """The comparison key of a name: NFKC, case-folded, whitespace collapsed."""
+    if name.isascii():  # NFKC leaves ASCII alone and casefold is lower: the common case, made cheap
+        return " ".join(name.lower().split())
     return " ".join(unicodedata.normalize("NFKC", name).casefold().split())
 
 
+# Control characters (NUL, escapes) and the invisible bidirectional controls (U+202E turns the rest of a
+# line around: "txt.exe" shown as "exe.txt"). A tag is shown in prompts, files and terminals; neither
+# belongs in one. Joiners (U+200C, U+200D) stay: some scripts and emoji need them.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+
+
+def strip_unprintable(text: str) -> str:
+    """``text`` without control or bidirectional-override characters (nothing else changes)."""
+    return text if text.isascii() and text.isprintable() else _UNPRINTABLE.sub("", text)
+
+
 def clean_name(name: str) -> str:
-    """A name as stored: NFC with runs of whitespace collapsed to one space."""
-    return " ".join(unicodedata.normalize("NFC", name).split())
+    """A name as stored: NFC, without control or bidirectional-override characters, whitespace collapsed."""
+    if name.isascii() and name.isprintable():
+        # Most names are already clean: keep the very string (millions of leaves, no copies).
+        return name if "  " not in name and name.strip() == name else " ".join(name.split())
+    return " ".join(_UNPRINTABLE.sub("", unicodedata.normalize("NFC", name)).split())
 
 
 def format_path(path: Path) -> str:
@@ -166,6 +182,21 @@ class KnowledgeTree:
 
     def leaves(self) -> list[Path]:
         return [path for path, node in self.walk() if node.is_leaf]
+
+    def leaves_with_language(self) -> Iterator[tuple[Path, str]]:
+        """Every leaf with its language (the nearest explicit one above it, else the tree's), in one walk.
+
+        Asking :meth:`language_of` per leaf looks every path up again from the root; with millions of
+        leaves that was minutes before a run's first request.
+        """
+        stack: list[tuple[Path, TreeNode, str]] = [
+            ((node.name,), node, node.language or self.language) for node in reversed(self.domains)
+        ]
+        while stack:
+            path, node, language = stack.pop()
+            if node.is_leaf:
+                yield path, language
+            stack.extend((path + (child.name,), child, child.language or language) for child in reversed(node.children))
 
     def branches(self) -> list[Path]:
         """Paths of nodes that have children (where new tags can be filed)."""

@@ -15,6 +15,8 @@ import math
 import re
 from typing import Any
 
+from condor.tree.model import strip_unprintable
+
 _FENCE = re.compile(r"```[a-zA-Z]*\s*(.*?)```", re.S)
 _MARKER = re.compile(
     r"^\s*(?:[-*•·+●○▪]|\d{1,3}\s*[.)、:：]|[（(]\d{1,3}[)）]|[一二三四五六七八九十]{1,3}\s*[、.．])\s*"
@@ -203,6 +205,7 @@ def _names_from_lines(body: str) -> list[str]:
 
 
 def _clean(name: str) -> str:
-    name = " ".join(name.replace("**", "").split())
+    # Invisible controls go; the text is otherwise kept as the model wrote it (NFC comes when it is stored).
+    name = " ".join(strip_unprintable(name.replace("**", "")).split())
     name = name.lstrip(_QUOTES).rstrip(_TRAILING)
     return " ".join(name.split())

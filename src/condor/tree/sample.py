@@ -41,10 +41,10 @@ def leaf_weights(
         raise TreeError("domain weights must be finite and >= 0")
     counts_by_key = Counter({tuple(name_key(p) for p in path): c for path, c in (counts or Counter()).items()})
     eligible = []
-    for path in tree.leaves():
-        if language is not None and tree.language_of(path) != language:
+    for path, leaf_language in tree.leaves_with_language():
+        if language is not None and leaf_language != language:
             continue
-        weight = weights_by_key.get(name_key(path[0]), 1.0)
+        weight = weights_by_key.get(name_key(path[0]), 1.0) if weights_by_key else 1.0
         if counts_by_key:
             weight /= 1 + counts_by_key.get(tuple(name_key(p) for p in path), 0)
         if weight > 0:
