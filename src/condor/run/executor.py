@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from condor.llm.base import Usage
 from condor.run.steps import ModelStep
 from condor.run.store import StageStore
 from condor.stages.base import Record
+
+if TYPE_CHECKING:
+    from condor.run.progress import StageProgress
 
 
 @dataclass
@@ -36,6 +39,19 @@ class StageOutcome:
     input_hashes: dict[str, str] = field(default_factory=dict, repr=False)
     #: ``{role: backend description}`` of the backends that served the step.
     models: dict[str, Any] = field(default_factory=dict)
+
+    def count(self, progress: "StageProgress", *, records: int, rejections: int, failed: bool, usage: Usage) -> None:
+        """Count one finished input here and on its progress bar (every executor's bookkeeping)."""
+        progress.done += 1
+        progress.requests += usage.requests - usage.cached
+        progress.tokens += usage.completion_tokens
+        progress.retries += usage.retries
+        progress.failures += failed
+        progress.rejections += rejections
+        self.records += records
+        self.rejections += rejections
+        self.failures += failed
+        self.usage.merge(usage)
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -44,7 +44,8 @@ def step_key(run: RunDirectory, upstream: Iterable[str | None], settings: Any) -
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _summary(reader: RunReader, name: str) -> dict[str, Any]:
+def step_summary(reader: RunReader, name: str) -> dict[str, Any]:
+    """The counts the manifest records for step ``name`` as it now is (``condor merge`` records the same)."""
     units = records = rejections = failures = 0
     reasons: Counter[str] = Counter()
     errors: Counter[str] = Counter()
@@ -126,7 +127,7 @@ class StepRunner:
         entry = self.run.manifest["stages"].setdefault(step.name, {})
         previous = entry.get("usage", {})
         # Token totals accumulate over resumed executions; counts describe the step as it now is.
-        entry.update(_summary(self.reader, step.name))
+        entry.update(step_summary(self.reader, step.name))
         entry["usage"] = {k: previous.get(k, 0) + v for k, v in outcome.usage.as_dict().items()}
         entry["template_version"] = step.stage.version
         entry["model"] = self.executor.model_of(step.stage.role)
@@ -143,6 +144,6 @@ class StepRunner:
         store.rewrite(iter(units))
         self.reader.remember(step.name, None)
         entry = self.run.manifest["stages"].setdefault(step.name, {})
-        entry.update(_summary(self.reader, step.name))
+        entry.update(step_summary(self.reader, step.name))
         store.mark_complete({**entry, "key": key})
         self.run.save_manifest()
