@@ -97,7 +97,7 @@ async def arun_pipeline(
     from condor.run.orchestrate import StepRunner
     from condor.run.plan import load_or_create_plan
     from condor.run.progress import ProgressBoard
-    from condor.run.shards import defer_cross_record_gates, gate_settings
+    from condor.run.shards import defer_cross_record_gates, gate_settings, input_files
     from condor.run.store import RunDirectory, RunStoreError, refuse_symlink
     from condor.run.target import first_draw_leaves, run_to_target
 
@@ -128,6 +128,7 @@ async def arun_pipeline(
             # A shard leaves cross-record gates to `condor merge`, and notes what the unsharded steps'
             # settings are, so that the merged run's steps look finished to the unsharded command.
             run.manifest["shard"].setdefault("gate_settings", {}).update(gate_settings(chosen))
+            run.manifest["shard"]["files"] = input_files(cfg.pipeline)
             chosen, deferred = defer_cross_record_gates(chosen)
             run.manifest["shard"].setdefault("deferred", {}).update(deferred)
             shard = run.manifest["shard"]

@@ -20,10 +20,23 @@ from condor.llm.settings import (
 
 __all__ = [
     "ROLES", "BackendSettings", "CommonSettings", "ConfigError", "EmbeddedSettings", "OpenAISettings",
-    "PipelineConfig", "RaySettings", "RunConfig", "VLLMSettings", "load_config",
+    "PipelineConfig", "RaySettings", "RunConfig", "VLLMSettings", "load_config", "parse_shard",
 ]
 
 ROLES = ("question_writer", "answerer", "critic", "refiner", "judge")
+
+_SHARD = re.compile(r"(\d{1,6})/(\d{1,6})")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/N"`` as ``(i, N)``: shard i (counted from 0) of N. Raises ValueError for anything else."""
+    match = _SHARD.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"a shard is written i/N (for example 0/4), not {text!r}")
+    index, count = int(match[1]), int(match[2])
+    if count < 1 or index >= count:
+        raise ValueError(f"shard {text!r}: i must be from 0 to N-1 and N at least 1")
+    return index, count
 
 
 class PipelineConfig(StrictSettings):
@@ -81,8 +94,6 @@ class PipelineConfig(StrictSettings):
     def _shard(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        from condor.run.shards import parse_shard
-
         index, count = parse_shard(value)
         return f"{index}/{count}"
 

@@ -33,6 +33,9 @@ BAD = [
     (" ".join(["we walk to the park and then"] * 12), "loop"),
     ("我们去公园玩吧" * 14, "loop"),
     ("多喝水。多喝水。多喝水。多喝水。早点睡。", "loop"),
+    ("1.2.3.1.1.22.1.1.2.1.2", "no_words"),
+    ("5.2.2.1.3, 2021-07-23 16:26:38.713268, 3", "no_words"),
+    ("—— ？！ ……", "no_words"),
 ]
 
 GOOD = [
@@ -50,6 +53,9 @@ GOOD = [
     "def render(x):\n    return {x_value}\n",
     "Use the template string `{user_name}` in your code and Python fills it in.",
     "A good answer to 'what is 2 + 2?' is simply: 4, because two pairs make four.",
+    "x = 2",
+    "π ≈ 3.14159",
+    "答：42。",
 ]
 
 

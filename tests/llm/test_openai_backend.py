@@ -71,7 +71,7 @@ async def test_from_config_reads_key_from_env(fake_server, monkeypatch):
         concurrency=3, max_tokens=11, temperature=0.2, seed=5,
     )
     backend = OpenAIBackend.from_settings(config, backoff_base=0.01)
-    assert backend.concurrency == 3 and backend.identity == f"openai:{fake_server.base_url}:cfg-model"
+    assert backend.concurrency == 3 and backend.identity == "openai:cfg-model"
     async with backend:
         [completion] = await backend.generate([ask("hello")])
     assert completion.text == "Echo: hello"

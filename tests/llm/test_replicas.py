@@ -88,7 +88,28 @@ def test_replica_settings_travel_like_ray_ships_them():
     backend = build_backend(pickle.loads(pickle.dumps(config)))
     assert isinstance(backend, ReplicaBackend) and backend.cooldown == 3
     assert [r.url for r in backend.replicas] == ["http://a:1/v1", "http://b:2/v1"]
-    assert backend.identity == "openai:replicas:m" and backend.concurrency == 2 * config.concurrency
+    assert backend.identity == "openai:m" and backend.concurrency == 2 * config.concurrency
+
+
+async def test_cached_answers_and_record_models_survive_the_list_shrinking_to_one_address(servers, tmp_path):
+    from condor.llm.cache import RequestCache
+
+    questions = [ask(f"q{i}") for i in range(20)]
+    two = build_backend(OpenAISettings(base_url=[servers[0].base_url, servers[1].base_url], model="fake-model"),
+                        cache=RequestCache(tmp_path / "cache.sqlite"))
+    async with two:
+        await two.check()
+        first = await two.generate(questions)
+    sent = sum(s.request_count for s in servers)
+    # A GPU died: the run goes on against the one replica left, then against a server that moved.
+    for url in (servers[0].base_url, servers[2].base_url):
+        one = build_backend(OpenAISettings(base_url=url, model="fake-model"), cache=RequestCache(tmp_path / "cache.sqlite"))
+        assert one.identity == two.identity == "openai:fake-model"
+        async with one:
+            await one.check()
+            again = await one.generate(questions)
+        assert [c.text for c in again] == [c.text for c in first] and all(c.cached for c in again)
+    assert sum(s.request_count for s in servers) == sent  # every answer came from the cache
 
 
 # ------------------------------------------------------------------------------------ spreading load
@@ -116,6 +137,26 @@ async def test_a_slow_replica_gets_less_work_than_round_robin_would_give_it(serv
     slow, *fast = [s.request_count for s in servers]
     # Round robin would send it 100 of 300; least outstanding requests sends it a small share.
     assert slow < 40 and min(fast) > 110, (slow, fast)
+
+
+async def test_a_waiting_schema_request_never_holds_back_a_plain_one_a_free_replica_can_take():
+    schema = {"type": "object", "properties": {"ok": {"type": "string"}}, "required": ["ok"]}
+    obeys = FakeChatServer(dialect="vllm", latency=1.0).start()
+    ignores = FakeChatServer(dialect="vllm", reads=()).start()  # takes no schemas
+    try:
+        backend = replica_set([obeys.base_url, ignores.base_url], concurrency=1)
+        async with backend:
+            await backend.check()
+            shaped = asyncio.ensure_future(backend.generate([ask(f"s{i}", json_schema=schema) for i in range(3)]))
+            while obeys.request_count == 0:
+                await asyncio.sleep(0.01)  # the first is with the replica that takes schemas; two wait for it
+            plain = await backend.generate([ask(f"p{i}") for i in range(4)])
+            # The plain requests went to the free replica at once, not after the schema requests ahead.
+            assert all(c.ok for c in plain) and ignores.request_count == 4 and obeys.request_count == 1
+            assert all(c.ok for c in await shaped) and obeys.request_count == 3
+    finally:
+        obeys.stop()
+        ignores.stop()
 
 
 async def test_schema_requests_go_only_to_replicas_that_take_schemas():
@@ -271,7 +312,7 @@ def test_run_over_replicas_names_the_model_not_the_replica_and_records_the_repli
     counts = [s.request_count for s in servers]
     assert min(counts) > 0, counts
     rows = [json.loads(line) for line in (out / "sft.jsonl").read_text().splitlines()]
-    assert rows and all(set(r["meta"]["models"].values()) == {"openai:replicas:fake-model"} for r in rows)
+    assert rows and all(set(r["meta"]["models"].values()) == {"openai:fake-model"} for r in rows)
     manifest = json.loads((out / "manifest.json").read_text())
     replicas = manifest["stages"]["answer"]["backend"]["replicas"]
     assert sorted(r["base_url"] for r in replicas) == sorted(s.base_url for s in servers)
@@ -337,4 +378,4 @@ def test_ray_workers_spread_over_the_replicas_too(tmp_path, servers):
     assert done.returncode == 0, done.stderr[-2000:]
     assert servers[0].request_count > 0 and servers[1].request_count > 0
     rows = [json.loads(line) for line in (tmp_path / "out" / "void.jsonl").read_text().splitlines()]
-    assert rows and all(r["meta"]["models"]["answerer"] == "openai:replicas:fake-model" for r in rows)
+    assert rows and all(r["meta"]["models"]["answerer"] == "openai:fake-model" for r in rows)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -24,9 +26,11 @@ from fake_server import FakeChatServer, messages_hash
 
 from condor.api import arun_pipeline
 from condor.config import load_config
+from condor.llm.base import BackendUnavailable
 from condor.run.orchestrate import StepRunner
 from condor.run.pipeline import build_steps
 from condor.run.progress import ProgressBoard
+from condor.run.ray_worker import cache_file
 from condor.run.settings import effective_settings
 from condor.run.store import RunDirectory
 
@@ -213,6 +217,48 @@ def condor_void(out: Path, server, *more: str) -> list[str]:
             "--concurrency", "8", "--quiet", *more]
 
 
+def test_an_outage_stops_the_step_with_the_default_block_sizes(tmp_path, ray_address):
+    # 33 inputs in blocks of 8 (the executor's own sizing for concurrency 8 on two workers): no block
+    # alone reaches the 32 failures in a row that mean "down", and the step must stop all the same.
+    out = tmp_path / "ray"
+    with FakeChatServer(responder=respond, fail_rate=1.0, fail_kinds=("500",)) as down:
+        cfg = config(down, "ray", **{"pipeline.leaves": 11, "llm.max_retries": 0})
+        with pytest.raises(BackendUnavailable, match="requests in a row failed .* seems down"):
+            asyncio.run(arun_pipeline(cfg, out, mode="void"))
+        store = RunDirectory(out).stage("questions")
+        assert not store.is_complete(), "an outage must not count as a finished step"
+        failed = {unit["input_id"] for unit in store.iter_units() if unit.get("transient")}
+        assert len(failed) >= 32
+        # The server is back: the same command sends every failed item again and finishes.
+        down.fail_rate = 0.0
+        asyncio.run(arun_pipeline(cfg, out, mode="void"))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["stages"]["questions"]["failures"] == 0 and manifest["stages"]["questions"]["units"] == 33
+    assert manifest["stages"]["answer"]["records"] > 0
+
+
+def test_relative_run_and_cache_paths_reach_the_workers_resolved(tmp_path, ray_address, server, monkeypatch):
+    # Ray's workers keep the working directory Ray started in; this command runs somewhere else.
+    def working_directory() -> str:
+        return os.getcwd()
+
+    workers_cwd = Path(ray.get(ray.remote(working_directory).remote()))
+    name = f"relative-{os.getpid()}"
+    monkeypatch.chdir(tmp_path)
+    assert workers_cwd != tmp_path
+    cfg = config(server, "ray", **{"pipeline.leaves": 2, "cache": f"{name}-cache/cache.sqlite"})
+    try:
+        asyncio.run(arun_pipeline(cfg, Path(name), mode="void"))
+        manifest = json.loads((tmp_path / name / "manifest.json").read_text())
+        assert manifest["stages"]["answer"]["records"] > 0 and manifest["stages"]["answer"]["failures"] == 0
+        assert list((tmp_path / name / "stages" / "answer").glob("units-ray*.jsonl"))
+        assert sqlite3.connect(tmp_path / f"{name}-cache" / "cache.sqlite").execute(
+            "SELECT COUNT(*) FROM completions").fetchone()[0] > 0
+    finally:
+        for stray in (workers_cwd / name, workers_cwd / f"{name}-cache"):
+            shutil.rmtree(stray, ignore_errors=True)  # where the workers wrote before the paths were resolved
+
+
 def test_a_killed_driver_resumes_to_the_same_records(tmp_path, ray_address, server, reference):
     out = tmp_path / "ray"
     (tmp_path / "c.yaml").write_text("pipeline: {relevance: lexical}\n")
@@ -237,6 +283,16 @@ def test_a_killed_driver_resumes_to_the_same_records(tmp_path, ray_address, serv
     assert exports(out) == exports(reference)
     # Sent twice: at most what the two workers had in flight when their driver died.
     assert repeated(server.request_log) <= 16
+    # Joined as a cluster, with no cache file named: the workers kept their cache on the node's own disk
+    # (SQLite's locking does not hold on a network filesystem), none beside the run directory.
+    node_cache = cache_file(str((out / "cache.sqlite").resolve()), None, None, on_node=True)
+    try:
+        assert sqlite3.connect(node_cache).execute("SELECT COUNT(*) FROM completions").fetchone()[0] > 0
+        assert not list(out.glob("cache-node-*"))
+    finally:
+        node_cache.unlink(missing_ok=True)
+        for suffix in ("-wal", "-shm"):
+            Path(f"{node_cache}{suffix}").unlink(missing_ok=True)
 
 
 def test_the_command_starts_its_own_ray_when_given_no_address(tmp_path, ray_address, server):

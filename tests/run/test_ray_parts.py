@@ -1,10 +1,12 @@
-"""The Ray executor's parts that need no Ray: settings, the block worker's resume, staging, errors, and a
-request cache shared by two writers. (Runs on a local Ray are in test_ray_executor.py.)"""
+"""The Ray executor's parts that need no Ray: settings, sizing, the block worker's resume and outage
+breaker, staging, the driver's row counting, errors, and the request cache (shared by two writers,
+written after every block). (Runs on a local Ray are in test_ray_executor.py.)"""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import tempfile
 
 import pytest
 from typer.testing import CliRunner
@@ -14,10 +16,14 @@ from condor.config import ConfigError, load_config
 from condor.llm.base import BackendUnavailable, ChatRequest, Completion
 from condor.llm.cache import RequestCache
 from condor.llm.settings import OpenAISettings
-from condor.run.ray import BlockFiles, _plain
+from condor.run.executor import StageOutcome
+from condor.run.progress import StageProgress
+from condor.run.ray import _plain
+from condor.run.ray_blocks import BlockFiles, check_every_input_has_a_unit, count_rows, shape
 from condor.run.ray_worker import BlockJob, BlockWorker, cache_file, writer_name
+from condor.run.unit import OutageBreaker
 from condor.run.steps import ModelStep
-from condor.run.store import RunDirectory, StageStore
+from condor.run.store import RunDirectory, RunStoreError, StageStore
 from condor.stages.base import ParseError, Stage
 
 
@@ -53,10 +59,13 @@ def test_executor_and_ray_settings_are_validated():
 
 
 def test_bad_executor_flags_are_one_line_errors(tmp_path):
-    for flags in (["--executor", "spark"], ["--ray-address", "not an address"]):
+    for flags in (["--executor", "spark"], ["--ray-address", "not an address"],
+                  ["--executor", "local", "--ray-address", "10.0.0.5:6379"]):
         result = CliRunner().invoke(app, ["void", "-o", str(tmp_path / "out"), *flags])
         assert result.exit_code == 2, result.output
         assert "Traceback" not in result.output
+    assert "--ray-address 10.0.0.5:6379 is for the Ray executor" in result.output
+    assert not (tmp_path / "out").exists()
     help_text = CliRunner().invoke(app, ["run", "--help"]).output
     assert "--executor" in help_text and "--ray-address" in help_text
 
@@ -140,17 +149,112 @@ def test_writer_names_are_valid_shard_names_and_caches_stay_on_one_host(tmp_path
     assert cache_file("/run/cache.sqlite", None, None).name == "cache.sqlite"
     other = cache_file("/run/cache.sqlite", "node1", "abcdef0123456789")
     assert other.parent.name == "run" and other.name == "cache-node-abcdef012345.sqlite"
+    # On a cluster, by default: every node's own disk, the same file for the same run, another for another.
+    local = cache_file("/shared/runs/big/cache.sqlite", "node1", "node1", on_node=True)
+    assert local.is_relative_to(tempfile.gettempdir()) and local.suffix == ".sqlite"
+    assert local == cache_file("/shared/runs/big/cache.sqlite", "node1", "node2", on_node=True)
+    assert local != cache_file("/shared/runs/other/cache.sqlite", "node1", "node1", on_node=True)
 
 
 def test_staged_blocks_hold_block_size_lines_and_go_away(tmp_path):
+    # Model text with a split emoji, and with characters str.splitlines() (so Ray's read_text) breaks at.
+    texts = ["\ud83d broken emoji", "line\u2028separator", "para\u2029graph", "next\x85line", "plain"]
     staged = BlockFiles(tmp_path / ".ray-x", block_size=3)
     for i in range(7):
-        staged.add({"id": f"r{i}", "text": "\ud83d broken emoji"}, f"h{i}")
+        staged.add({"id": f"r{i}", "text": texts[i % len(texts)]}, f"h{i}")
     paths = staged.close()
-    assert [p.read_text().count("\n") for p in paths] == [3, 3, 1]
-    assert json.loads(paths[0].read_text().splitlines()[0])["hash"] == "h0"
+    lines = [p.read_text(encoding="utf-8").splitlines() for p in paths]
+    assert [len(block) for block in lines] == [3, 3, 1]
+    read = [json.loads(line) for block in lines for line in block]
+    assert [item["record"]["text"] for item in read] == [texts[i % len(texts)] for i in range(7)]
+    assert read[0]["hash"] == "h0"
     staged.remove()
     assert not (tmp_path / ".ray-x").exists()
+
+
+def test_a_worker_counts_failures_in_a_row_across_its_blocks(tmp_path, fake_server):
+    # Blocks smaller than the streak that means "down": each block alone never reaches it.
+    worker = BlockWorker(job(tmp_path, fake_server, retries=0, outage_after=32))
+    fake_server.fail_rate, fake_server.fail_kinds = 1.0, ("500",)
+    blocks = [items(40)[i:i + 10] for i in range(0, 40, 10)]
+    try:
+        for block in blocks[:3]:
+            rows = worker.wait(worker.block(block))
+            assert all(rows["transient"]) and all(rows["failed"]) and all("http 500" in e for e in rows["error"])
+        with pytest.raises(BackendUnavailable, match="32 requests in a row failed .* seems down"):
+            worker.wait(worker.block(blocks[3]))
+        # A success in between starts the count again.
+        fake_server.fail_rate = 0.0
+        worker.wait(worker.block(items(41)[40:]))
+        assert worker.breaker.streak == 0
+    finally:
+        fake_server.fail_rate = 0.0
+        del worker
+
+
+def rows(*transient: bool) -> dict[str, list]:
+    n = len(transient)
+    return {"input_id": [f"r{i}" for i in range(n)], "records": [0 if t else 2 for t in transient],
+            "rejections": [0] * n, "failed": list(transient), "transient": list(transient),
+            "error": ["http 500" if t else "" for t in transient], "resumed": [False] * n, "requests": [1] * n,
+            "cached": [0] * n, "retries": [0] * n, "request_failures": [int(t) for t in transient],
+            "prompt_tokens": [5] * n, "completion_tokens": [0 if t else 7 for t in transient]}
+
+
+def test_the_driver_counts_failures_in_a_row_over_every_workers_rows():
+    outcome, progress = StageOutcome("echo"), StageProgress("echo", 100)
+    breaker = OutageBreaker(32, "http://gpu1:8000/v1")
+    # Rows of many workers' blocks, none of which alone holds a long streak.
+    count_rows(rows(True, True, False, True), outcome, progress, breaker)
+    for _ in range(3):
+        count_rows(rows(*[True] * 10), outcome, progress, breaker)
+    assert breaker.streak == 31 and progress.done == 34
+    assert outcome.records == 2 and outcome.failures == 33 and outcome.usage.completion_tokens == 7
+    assert outcome.usage.requests == 34 and outcome.usage.failures == 33 and progress.failures == 33
+    with pytest.raises(BackendUnavailable, match="32 requests in a row failed at http://gpu1:8000/v1 .*seems down"):
+        count_rows(rows(True, True), outcome, progress, breaker)
+
+
+def test_every_staged_input_must_have_its_unit(tmp_path):
+    store = RunDirectory(tmp_path).stage("echo")
+    store.open()
+    store.append({"input_id": "a", "input_hash": "ha", "records": [], "rejections": []})
+    store.append({"input_id": "b", "input_hash": "old", "records": [], "rejections": []})
+    store.close()
+    check_every_input_has_a_unit(store, {"a": "ha"})
+    for inputs in ({"a": "ha", "c": "hc"}, {"b": "new"}):
+        with pytest.raises(RunStoreError) as info:
+            check_every_input_has_a_unit(store, inputs)
+        assert "\n" not in str(info.value) and "filesystem every Ray node sees" in str(info.value)
+
+
+def test_workers_share_the_servers_concurrency_and_rate_limits():
+    one = OpenAISettings(base_url="http://a:8000/v1", model="m", concurrency=64, requests_per_minute=600,
+                         tokens_per_minute=90_000)
+    spread = shape(one, cpus=32.0)
+    assert spread.workers == 32 and spread.settings.concurrency == 2 and spread.window == 4
+    # Each worker gets its share of the client-side limits, so all of them together keep to the setting.
+    assert spread.settings.requests_per_minute == pytest.approx(600 / 32)
+    assert spread.settings.tokens_per_minute == pytest.approx(90_000 / 32)
+    assert spread.outage_after == 128  # what is in flight at once, as the local executor counts it
+    # Three replicas take three times a worker's share at once: the window covers all of them.
+    three = one.model_copy(update={"base_url": ["http://a:8000/v1", "http://b:8000/v1", "http://c:8000/v1"]})
+    assert shape(three, cpus=32.0).window == 12
+    assert shape(one.model_copy(update={"requests_per_minute": None}), cpus=2.0, workers=4).settings.requests_per_minute is None
+    assert shape(one, cpus=2.0).block_size(100_000) == 8 * 64 and shape(one, cpus=2.0).block_size(100) == 64
+    assert shape(one, cpus=2.0).block_size(100, given=7) == 7
+
+
+def test_a_worker_writes_its_cache_after_every_block(tmp_path, fake_server):
+    cache_path = tmp_path / "cache.sqlite"
+    worker = BlockWorker(job(tmp_path, fake_server, cache_path=str(cache_path)))
+    try:
+        worker.wait(worker.block(items(4)))
+        # Read by another connection while the worker lives on: nothing waits for Ray to drop it.
+        count = sqlite3.connect(cache_path).execute("SELECT COUNT(*) FROM completions").fetchone()[0]
+        assert count == 4
+    finally:
+        del worker
 
 
 def test_worker_errors_reach_the_command_as_one_plain_line():
@@ -160,6 +264,16 @@ def test_worker_errors_reach_the_command_as_one_plain_line():
     assert type(plain) is BackendUnavailable and str(plain) == "server down; rerun to resume"
     other = _plain(ValueError("actor died\nmore lines"))
     assert isinstance(other, BackendUnavailable) and "actor died" in str(other) and "\n" not in str(other)
+    # What Ray Data 2.60 raises when a worker's call fails: no cause, the worker's traceback as text.
+    UserCodeException = pytest.importorskip("ray.exceptions").UserCodeException
+    text = ("\x1b[36mray::MapWorker(MapBatches(BlockWorker)).submit()\x1b[39m (pid=9832, ip=192.0.2.2)\n"
+            '  File "/work/src/condor/run/ray_worker.py", line 174, in _run\n    raise outage\n'
+            "condor.llm.base.BackendUnavailable: 32 requests in a row failed at http://gpu1:8000/v1 (last error: "
+            "http 500); the server seems down.\n\nThe above exception was the direct cause of the following "
+            "exception:\n\nray.exceptions.UserCodeException: UDF failed to process a data block.")
+    plain = _plain(UserCodeException(text))
+    assert type(plain) is BackendUnavailable and str(plain).startswith("32 requests in a row failed at http://gpu1")
+    assert str(plain).endswith("the server seems down.")
 
 
 def test_writers_in_two_connections_never_block_each_other(tmp_path):

@@ -224,6 +224,104 @@ def test_a_tree_file_changed_between_shards_is_refused(tmp_path, server):
     assert "made from another plan" in result.output
 
 
+def small_run(tmp_path: Path, server, tree: Path, benchmark: Path, few_shot: Path, *more) -> list:
+    return ["--tree", tree, "--decontaminate", benchmark, "--leaves", "3", "--tasks", "domain_qa", "--rounds", "0",
+            "--base-url", server.base_url, "--model", "fake-model", "--quiet", *more]
+
+
+def test_files_are_compared_by_content_and_machine_settings_may_differ(tmp_path, server):
+    tree_body = ("format: condor-tree v1\nname: t\nlanguage: en\ntree:\n  Cooking:\n"
+                 "    Baking: [Sourdough bread, Layer cakes]\n    Grilling: [Charcoal grills]\n")
+    benchmark_body = '{"prompt": "Which of these four planets has the most moons orbiting it today?"}\n'
+    few_shot_body = "Cooking:\n  - How do I keep a sourdough starter alive while travelling?\n"
+    for machine in ("a", "b", "c"):
+        (tmp_path / machine).mkdir()
+        (tmp_path / machine / "tree.yaml").write_text(tree_body)
+        (tmp_path / machine / "bench.jsonl").write_text(benchmark_body)
+        (tmp_path / machine / "few.yaml").write_text(few_shot_body)
+        # Each machine its own executor settings, cache file and concurrency.
+        (tmp_path / machine / "c.yaml").write_text(
+            "pipeline: {relevance: lexical, few_shot_file: %s}\n" % (tmp_path / machine / "few.yaml")
+            + ("ray: {num_cpus: 1, workers: 3}\n" if machine == "b" else ""))
+
+    def shard(machine: str, index: int, *more) -> Path:
+        where = tmp_path / machine
+        cli("run", "-o", where / "run", "--shard", f"{index}/2", "-c", where / "c.yaml", "--cache", where / "c.sqlite",
+            *small_run(tmp_path, server, where / "tree.yaml", where / "bench.jsonl", where / "few.yaml", *more))
+        return where / "run"
+
+    a, b = shard("a", 0), shard("b", 1, "--concurrency", "7")
+    result = cli("merge", a, b, "-o", tmp_path / "merged")
+    assert "merged 2 shards" in result.output
+    # The same files with other content on the third machine: refused, naming what differs.
+    (tmp_path / "c" / "few.yaml").write_text(few_shot_body.replace("travelling", "on holiday"))
+    c = shard("c", 1)
+    result = cli("merge", a, c, "-o", tmp_path / "m2", code=2)
+    assert "another task or few-shot file" in result.output and "few_shot_file" in result.output
+    (tmp_path / "c" / "few.yaml").write_text(few_shot_body)
+    (tmp_path / "c" / "bench.jsonl").write_text(benchmark_body.replace("moons", "rings"))
+    shutil.rmtree(c)
+    c = shard("c", 1)
+    result = cli("merge", a, c, "-o", tmp_path / "m3", code=2)
+    assert "another filter settings or benchmark file" in result.output and "question_filter" in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_shard_run_on_ray_merges_with_one_run_locally(tmp_path, server):
+    pytest.importorskip("ray")
+    config = tmp_path / "c.yaml"
+    config.write_text("pipeline: {relevance: lexical}\nray: {num_cpus: 1}\n")
+    common = ["-c", config, "--leaves", "3", "--tasks", "domain_qa,view", "--rounds", "1", "--seed", "5",
+              "--base-url", server.base_url, "--model", "fake-model", "--quiet"]
+    cli("run", "-o", tmp_path / "full", *common)
+    cli("run", "-o", tmp_path / "s0", "--shard", "0/2", "--executor", "ray", *common)
+    cli("run", "-o", tmp_path / "s1", "--shard", "1/2", *common)
+    cli("merge", tmp_path / "s0", tmp_path / "s1", "-o", tmp_path / "merged")
+    assert read_jsonl(tmp_path / "merged" / "sft.jsonl") == read_jsonl(tmp_path / "full" / "sft.jsonl")
+
+
+def test_the_shards_stay_locked_while_they_are_merged(runs):
+    from contextlib import ExitStack
+
+    from condor.run.merge import _open_shard
+
+    root, _ = runs
+    probe = ("import fcntl, os, sys\n"
+             f"fd = os.open({str(root / 's1' / '.lock')!r}, os.O_RDWR)\n"
+             "try:\n    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\nexcept BlockingIOError:\n    sys.exit(3)\n")
+    with ExitStack() as locks:
+        _open_shard(root / "s1", locks)
+        # A `condor run -o s1` started now would find the shard locked until the merge is over.
+        assert subprocess.run([sys.executable, "-c", probe]).returncode == 3
+    assert subprocess.run([sys.executable, "-c", probe]).returncode == 0
+
+
+def test_what_a_killed_merge_left_is_removed_and_a_running_one_is_waited_for(runs):
+    root, _ = runs
+    stale = root / ".merged.merging-4194303"  # a merge killed with SIGKILL: nothing cleaned up
+    (stale / "stages").mkdir(parents=True, exist_ok=True)
+    (stale / "plan.jsonl").write_text("half written\n")
+    merged(root, "s0", "s1", "s2")
+    assert not stale.exists() and (root / "merged" / "sft.jsonl").exists()
+
+    building = root / ".again.merging-12345"
+    building.mkdir(exist_ok=True)
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, time\n"
+        f"fd = os.open({str(building / '.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('locked', flush=True); time.sleep(60)\n")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = merged(root, "s0", "s1", "s2", out="again", code=2)
+        assert "another condor merge is writing" in result.output and building.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    shutil.rmtree(building)
+
+
 def test_a_shard_still_being_written_is_refused(runs):
     root, _ = runs
     lock = root / "s1" / ".lock"

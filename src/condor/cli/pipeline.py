@@ -25,6 +25,7 @@ from condor.cli.options import (
     SelectOpt,
     TasksOpt,
     TreeOpt,
+    fail,
     model_options,
     pipeline_option,
 )
@@ -53,6 +54,9 @@ def _pipeline_overrides(**values: Any) -> dict[str, Any]:
 def _execution_overrides(executor: str | None, ray_address: str | None) -> dict[str, Any]:
     if executor is None and ray_address is not None:
         executor = "ray"
+    elif executor == "local" and ray_address is not None:
+        fail(f"--ray-address {ray_address} is for the Ray executor, but --executor local runs in this process; "
+             "drop one of them")
     return {"executor": executor, "ray.address": ray_address}
 
 

@@ -3,6 +3,7 @@
 Each detector takes text (and, where it compares, the text it should differ from) and returns a
 :class:`Finding` with a reason slug and a short detail, or None:
 
+- :func:`wordless`: not one word, only digits, punctuation and symbols (``1.2.3.1.1.22``, a bare date);
 - :func:`placeholder`: template leftovers such as ``[feature_1_2]``, ``[Your Name]``, ``{{topic}}``,
   ``Improved_answer``, ``Lorem ipsum``, ``【此处填写】``;
 - :func:`label_only`: a reply that is only a label or a heading (``Improved answer:``, ``## Steps``);
@@ -279,9 +280,20 @@ def thin(text: str, field: str, min_letters: int = 12) -> Finding | None:
     return None
 
 
+_LETTER = re.compile(r"[^\W\d_]")
+
+
+def wordless(text: str) -> Finding | None:
+    """Text without a single letter of any script: numbers, dates, punctuation (a small model's outline
+    numbering or timestamps in place of a question). Code has letters, so it passes."""
+    if text.strip() and _LETTER.search(text) is None:
+        return Finding("no_words", f"no words, only numbers and symbols: {_clip(text)!r}")
+    return None
+
+
 def degenerate(text: str) -> Finding | None:
-    """The checks that apply to any generated text: placeholders, labels, loops, meta-commentary."""
-    for check in (placeholder, label_only, loop, meta_commentary):
+    """The checks that apply to any generated text: no words, placeholders, labels, loops, meta-commentary."""
+    for check in (wordless, placeholder, label_only, loop, meta_commentary):
         finding = check(text)
         if finding is not None:
             return finding

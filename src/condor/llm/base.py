@@ -163,8 +163,8 @@ class Notes(Protocol):
 class LLMBackend(ABC):
     """A chat model. Subclasses implement :meth:`generate`; everything else has a default.
 
-    ``identity`` names the model as far as caching is concerned (backend kind, address or file, model
-    name): two backends with the same identity give interchangeable answers. It must never contain a
+    ``identity`` names the model as far as caching is concerned (backend kind and model name, or model
+    file): two backends with the same identity give interchangeable answers. It must never contain a
     secret.
     """
 
@@ -250,6 +250,15 @@ def with_defaults(
         top_p=request.top_p if request.top_p is not None else top_p,
         seed=request.seed if request.seed is not None else seed,
     )
+
+
+def keep_warning(warnings: list[str], message: str, limit: int = 20) -> bool:
+    """Add ``message`` to a backend's ``warnings`` (which the manifest shows) unless it is there already
+    or ``limit`` are kept; whether it was added."""
+    if message in warnings or len(warnings) >= limit:
+        return False
+    warnings.append(message)
+    return True
 
 
 def request_key(identity: str, request: ChatRequest) -> str:

@@ -34,7 +34,8 @@ pass through to the stage; noticing that a whole run fails with ``"connection er
 executor's business.
 
 The API key is kept in a wrapper whose repr is masked; it is sent only as an ``Authorization: Bearer``
-header and is scrubbed from any server message that echoes it. It is never part of ``identity``.
+header and is scrubbed from any server message that echoes it. It is never part of ``identity``, which
+names the model (``openai:<model>``), not the address: see docs/scaling.md.
 Left out: streaming, tool calls, ``n > 1``, and reading ``x-ratelimit-*`` headers.
 """
 
@@ -52,7 +53,7 @@ import aiohttp
 
 from condor.llm import errors
 from condor.llm.base import BackendUnavailable, Capabilities, ChatRequest, Completion, LLMBackend, Notes
-from condor.llm.base import with_defaults
+from condor.llm.base import keep_warning, with_defaults
 from condor.llm.dialects import PROBE_HEADER, ProbeReply, choose, probe_body, remember, schema_fields
 from condor.llm.errors import ALWAYS_RETRY, MAYBE_TRANSIENT, SETUP_ERRORS, model_missing, server_message
 from condor.llm.limits import RateLimiter, estimate_tokens
@@ -141,8 +142,13 @@ class OpenAIBackend(LLMBackend):
         self.seed = seed
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
+        # The model, not the address: a server that moves (a new pod, a replica list that shrank to one
+        # after a GPU died) still serves the same model, so its cached answers and the records' models
+        # stay the same. Serve different models under different names.
+        self.identity = f"openai:{model}"
+        # Facts about this server (its schema dialect) are the server's own: kept per address.
+        self._dialect_key = f"openai:{self.base_url}:{model}:structured-dialect"
         self.max_reply_bytes = max_reply_bytes
-        self.identity = f"openai:{self.base_url}:{model}"
         self.limiter = RateLimiter(requests_per_minute, tokens_per_minute)
         self._api_key = _Secret(api_key) if api_key else None
         self._url = endpoint(self.base_url, "chat/completions")
@@ -183,6 +189,7 @@ class OpenAIBackend(LLMBackend):
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "identity": self.identity,
+            "base_url": self.base_url,
             "structured": self.capabilities.structured,
             "structured_dialect": self.dialect if self.capabilities.structured else "none",
             "dialect_source": self.dialect_source,
@@ -196,8 +203,7 @@ class OpenAIBackend(LLMBackend):
         return out
 
     def _warn(self, message: str) -> None:
-        if message not in self.warnings and len(self.warnings) < 20:
-            self.warnings.append(message)
+        if keep_warning(self.warnings, message):
             log.warning("%s", message)
 
     # ------------------------------------------------------------------------------ connection
@@ -259,7 +265,7 @@ class OpenAIBackend(LLMBackend):
             )
         choice = await choose(
             self.structured_dialect, self.structured, self._probe_send, self.model, self._notes,
-            f"{self.identity}:structured-dialect", self.base_url,
+            self._dialect_key, self.base_url,
         )
         self.dialect_source, self.dialect_note = choice.source, choice.note
         if choice.warning:
@@ -425,7 +431,7 @@ class OpenAIBackend(LLMBackend):
         self._warn(f"structured output is off for {self.base_url}: {self.dialect_note}")
         if self.structured_dialect == "auto":
             # Remembered, so the next run starts without schemas instead of failing three more records.
-            remember(self._notes, f"{self.identity}:structured-dialect", "none", self.dialect_note)
+            remember(self._notes, self._dialect_key, "none", self.dialect_note)
 
     async def _attempt(self, session: aiohttp.ClientSession, data: bytes, limit: int) -> Completion:
         """One HTTP round trip: a completion (ok or permanently failed), or raises :class:`_Transient`

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable
 
 from condor.errors import ConfigError
 from condor.llm.base import LLMBackend
@@ -59,12 +59,15 @@ def build_backend(settings: "CommonSettings", *, cache: "RequestCache | None" = 
     return backend
 
 
-async def open_backend(settings: "CommonSettings", *, cache: "RequestCache | None" = None) -> LLMBackend:
-    """A built and checked backend: the server answers, the model file loads. Closed again on failure."""
+async def open_backend(settings: "CommonSettings", *, cache: "RequestCache | None" = None,
+                       warm_up: bool = True) -> LLMBackend:
+    """A built and checked backend: the server answers, and (``warm_up``) the model file loads. Closed
+    again on failure."""
     backend = build_backend(settings, cache=cache)
     try:
         await backend.check()
-        await backend.warm_up()
+        if warm_up:
+            await backend.warm_up()
     except BaseException:
         await backend.aclose()
         raise
@@ -91,31 +94,49 @@ async def backend_session(settings: "CommonSettings", cache_path: Path | None) -
         await backend.aclose()
 
 
+#: Opens one role's backend from its settings and the shared cache.
+Opener = Callable[["CommonSettings", "RequestCache | None"], Awaitable[LLMBackend]]
+
+
+async def open_roles(cfg: "RunConfig", cache: "RequestCache | None", opener: Opener | None = None, *,
+                     only: Callable[["CommonSettings"], bool] | None = None) -> dict[str, LLMBackend]:
+    """``{role: backend}`` for the roles whose settings ``only`` takes (default: all), one backend per
+    distinct model configuration, opened by ``opener`` (default: :func:`open_backend`). When one fails,
+    those already opened are closed again."""
+    from condor.config import ROLES
+
+    by_config: dict[str, LLMBackend] = {}
+    roles: dict[str, LLMBackend] = {}
+    try:
+        for role in ROLES:
+            settings = cfg.backend_for(role)
+            if only is not None and not only(settings):
+                continue
+            key = settings.model_dump_json()
+            if key not in by_config:
+                by_config[key] = await (opener(settings, cache) if opener else open_backend(settings, cache=cache))
+            roles[role] = by_config[key]
+    except BaseException:
+        await close_backends(by_config)
+        raise
+    return roles
+
+
 async def open_role_backends(cfg: "RunConfig", cache_path: Path | None) -> dict[str, LLMBackend]:
     """``{role: backend}``: one backend per distinct model configuration, all sharing one cache file.
 
     By default every role is the same model, as in the paper, and gets the same object: one connection
     pool, one loaded GGUF.
     """
-    from condor.config import ROLES
     from condor.llm.cache import RequestCache
 
     cache = RequestCache(cache_path) if cache_path is not None else None
-    by_config: dict[str, LLMBackend] = {}
-    roles: dict[str, LLMBackend] = {}
     try:
-        for role in ROLES:
-            settings = cfg.backend_for(role)
-            key = settings.model_dump_json()
-            if key not in by_config:
-                by_config[key] = await open_backend(settings, cache=cache)
-            roles[role] = by_config[key]
+        return await open_roles(cfg, cache)
     except BaseException:
-        await close_backends(by_config)
         if cache is not None:
             cache.close()
         raise
-    return roles
 
 
 async def close_backends(backends: dict[str, LLMBackend]) -> None:

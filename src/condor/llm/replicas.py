@@ -8,7 +8,9 @@ backend, so the local executor and Ray workers (which build backends from the se
 Routing: a replica takes at most its ``concurrency`` requests at once; the others wait here, first come
 first served, and each slot that frees up goes to the next one, on the least loaded replica with room
 (least outstanding requests; ties in turn). So a slow replica gets less work instead of an equal share
-of it. A request that carries a schema goes only to replicas that still take schemas.
+of it. A request that carries a schema goes only to replicas that still take schemas; requests with and
+without schemas wait in two queues, so that a schema request waiting for a replica that takes schemas
+never holds back a plain request that a free replica could serve (replicas of mixed dialects).
 
 Health: a transport failure of a replica (connection refused or dropped, timeout, 5xx, after that
 replica's own single retry) is a strike against it; :data:`STRIKES` in a row take it out for
@@ -22,9 +24,10 @@ outage breaker stops the run as it does for one server. A replica whose server s
 not exist is out for good; when all are, the run stops at once with that message.
 
 Identity: the replicas serve one model, so the cache key and every record's ``models`` name the model,
-not the replica that answered (``openai:replicas:<model>``); the manifest lists the replicas with what
-each served. Left out: weights per replica, and sharing one client-side rate limit between replicas
-(``requests_per_minute`` applies to each).
+not the replica that answered: ``openai:<model>``, as for a single server of that model, so a list that
+grows, shrinks or falls to one address keeps every cached answer. The manifest lists the replicas with
+what each served. Left out: weights per replica, and sharing one client-side rate limit between
+replicas (``requests_per_minute`` applies to each).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Sequence
 
-from condor.llm.base import BackendUnavailable, Capabilities, ChatRequest, Completion, LLMBackend, Notes
+from condor.llm.base import BackendUnavailable, Capabilities, ChatRequest, Completion, LLMBackend, Notes, keep_warning
 from condor.llm.openai import OpenAIBackend
 
 if TYPE_CHECKING:
@@ -89,7 +92,7 @@ class ReplicaBackend(LLMBackend):
             raise ValueError("a replica set needs at least two servers")
         self.replicas = [Replica(backend, order) for order, backend in enumerate(replicas)]
         self.model = replicas[0].model
-        self.identity = f"openai:replicas:{self.model}"
+        self.identity = replicas[0].identity  # the model's, whichever replica answers
         self.concurrency = sum(backend.concurrency for backend in replicas)
         self.max_retries = max_retries
         self.cooldown = cooldown
@@ -98,8 +101,11 @@ class ReplicaBackend(LLMBackend):
         self.warnings: list[str] = []
         self._turn = 0
         self._loop: asyncio.AbstractEventLoop | None = None
-        #: Requests waiting for a free slot: (request, replica to avoid, future of the replica given).
-        self._waiting: deque[tuple[ChatRequest, Replica | None, asyncio.Future[Replica | None]]] = deque()
+        #: Requests waiting for a free slot, by whether they carry a schema: (arrival, request, replica to
+        #: avoid, future of the replica given). Within a queue, and between the two, first come first served.
+        self._waiting: dict[bool, deque[tuple[int, ChatRequest, Replica | None, asyncio.Future[Replica | None]]]] = {
+            True: deque(), False: deque()}
+        self._arrivals = 0
 
     @classmethod
     def from_settings(cls, settings: "OpenAISettings", **overrides: Any) -> "ReplicaBackend":
@@ -136,9 +142,8 @@ class ReplicaBackend(LLMBackend):
         return out
 
     def _warn(self, message: str) -> None:
-        if message not in self.warnings and len(self.warnings) < 20:
-            self.warnings.append(message)
-        log.warning("%s", message)
+        keep_warning(self.warnings, message)
+        log.warning("%s", message)  # every time: a replica taken out again is news
 
     def use_notes(self, notes: Notes) -> None:
         for replica in self.replicas:
@@ -154,7 +159,8 @@ class ReplicaBackend(LLMBackend):
         if self._loop is not loop:
             # Events and probe tasks belong to one event loop; a new loop (a second asyncio.run) starts afresh.
             self._loop = loop
-            self._waiting.clear()
+            for queue in self._waiting.values():
+                queue.clear()
             for replica in self.replicas:
                 replica.down, replica.probe, replica.outstanding = asyncio.Event(), None, 0
 
@@ -222,24 +228,33 @@ class ReplicaBackend(LLMBackend):
         return min(pool, key=lambda r: (r.outstanding, (r.order - self._turn) % n))
 
     def _dispatch(self) -> None:
-        """Hand free slots to waiting requests, first come first served; when no replica is live any
-        more, tell every waiter so (None)."""
-        while self._waiting:
-            request, avoid, waiter = self._waiting[0]
-            if waiter.done():
-                self._waiting.popleft()
-                continue
-            replica = self._free(request, avoid)
-            if replica is None:
-                if not any(r.live or r.probe is not None for r in self.replicas):
-                    for _, _, other in self._waiting:
-                        if not other.done():
-                            other.set_result(None)
-                    self._waiting.clear()
+        """Hand free slots to waiting requests, first come first served among those a free replica can
+        take; when no replica is live any more, tell every waiter so (None)."""
+        while True:
+            heads = []
+            for queue in self._waiting.values():
+                while queue and queue[0][3].done():
+                    queue.popleft()  # cancelled while it waited
+                if queue:
+                    heads.append(queue)
+            if not heads:
                 return
-            self._waiting.popleft()
-            replica.outstanding += 1
-            waiter.set_result(replica)
+            for queue in sorted(heads, key=lambda q: q[0][0]):
+                _, request, avoid, waiter = queue[0]
+                replica = self._free(request, avoid)
+                if replica is not None:
+                    queue.popleft()
+                    replica.outstanding += 1
+                    waiter.set_result(replica)
+                    break
+            else:
+                if not any(r.live or r.probe is not None for r in self.replicas):
+                    for queue in heads:
+                        for _, _, _, other in queue:
+                            if not other.done():
+                                other.set_result(None)
+                        queue.clear()
+                return
 
     async def _acquire(self, request: ChatRequest, avoid: Replica | None) -> Replica | None:
         """A slot on a replica for ``request`` (its ``outstanding`` counted), waiting for one to free up
@@ -248,7 +263,8 @@ class ReplicaBackend(LLMBackend):
         for replica in self.replicas:
             if not replica.live and not replica.broken and replica.probe is None and now >= replica.out_until:
                 replica.probe = asyncio.create_task(self._readmit(replica))
-        if not self._waiting:
+        queue = self._waiting[request.json_schema is not None]
+        if not queue:
             replica = self._free(request, avoid)
             if replica is not None:
                 replica.outstanding += 1
@@ -256,7 +272,8 @@ class ReplicaBackend(LLMBackend):
         if not any(r.live or r.probe is not None for r in self.replicas):
             return None
         waiter: asyncio.Future[Replica | None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((request, avoid, waiter))
+        self._arrivals += 1
+        queue.append((self._arrivals, request, avoid, waiter))
         try:
             return await waiter
         except asyncio.CancelledError:

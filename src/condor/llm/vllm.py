@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from condor.llm.settings import VLLMSettings
 
 __all__ = [
-    "VLLMBackend", "completion_from", "engine_arguments", "load_api", "missing_requirement", "sampling_arguments",
-    "structured_argument",
+    "VLLMBackend", "completion_from", "engine_arguments", "load_api", "missing_requirement", "resolve_request",
+    "sampling_arguments", "structured_argument", "vllm_identity",
 ]
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,20 @@ def engine_arguments(settings: "VLLMSettings") -> dict[str, Any]:
     if settings.seed is not None:
         out["seed"] = settings.seed
     return out
+
+
+def vllm_identity(settings: "VLLMSettings") -> str:
+    """The model identity of ``settings``: the model and what changes its outputs. The same for the
+    in-process engine and for Ray's (:mod:`condor.run.ray_llm`), so both share cache entries."""
+    parts = [str(settings.model)] + [f"{name}={getattr(settings, name)}" for name in ("tokenizer", "dtype", "quantization")
+                                     if getattr(settings, name, None) not in (None, "auto")]
+    return "vllm:" + ":".join(parts)
+
+
+def resolve_request(settings: "VLLMSettings", request: ChatRequest) -> ChatRequest:
+    """``request`` with the role's sampling defaults filled in (what every vLLM engine is sent)."""
+    s = settings
+    return with_defaults(request, max_tokens=s.max_tokens, temperature=s.temperature, top_p=s.top_p, seed=s.seed)
 
 
 def sampling_arguments(request: ChatRequest) -> dict[str, Any]:
@@ -147,9 +161,7 @@ class VLLMBackend(LLMBackend):
 
     def __init__(self, settings: "VLLMSettings", *, api: Callable[[], VLLMApi] = load_api) -> None:
         self.settings = settings
-        parts = [settings.model] + [f"{name}={getattr(settings, name)}" for name in ("tokenizer", "dtype", "quantization")
-                                    if getattr(settings, name) not in (None, "auto")]
-        self.identity = "vllm:" + ":".join(parts)
+        self.identity = vllm_identity(settings)
         self.capabilities = Capabilities(
             structured=settings.structured != "off", native_batching=True, max_batch=settings.max_batch,
             max_context=settings.max_model_len,
@@ -189,8 +201,7 @@ class VLLMBackend(LLMBackend):
             raise BackendUnavailable(f"vLLM could not load {self.settings.model}: {message}") from None
 
     def resolve(self, request: ChatRequest) -> ChatRequest:
-        s = self.settings
-        return with_defaults(request, max_tokens=s.max_tokens, temperature=s.temperature, top_p=s.top_p, seed=s.seed)
+        return resolve_request(self.settings, request)
 
     def _params(self, request: ChatRequest) -> Any:
         assert self._api is not None

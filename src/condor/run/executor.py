@@ -24,6 +24,7 @@ from condor.stages.base import Record
 
 if TYPE_CHECKING:
     from condor.run.orchestrate import StepChain
+    from condor.run.progress import StageProgress
 
 
 @dataclass
@@ -49,6 +50,19 @@ class StageOutcome:
     #: The step's counts as it now is (resumed units included: units, records, rejections, failures,
     #: reasons), when the executor kept them; otherwise the orchestrator reads them from the store.
     summary: dict[str, Any] | None = None
+
+    def count(self, progress: "StageProgress", *, records: int, rejections: int, failed: bool, usage: Usage) -> None:
+        """Count one finished input here and on its progress bar (every executor's bookkeeping)."""
+        progress.done += 1
+        progress.requests += usage.requests - usage.cached
+        progress.tokens += usage.completion_tokens
+        progress.retries += usage.retries
+        progress.failures += failed
+        progress.rejections += rejections
+        self.records += records
+        self.rejections += rejections
+        self.failures += failed
+        self.usage.merge(usage)
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -20,7 +20,7 @@ import contextlib
 import time
 from typing import TYPE_CHECKING, Any, AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 
-from condor.llm.base import BackendUnavailable, ChatRequest, Completion, LLMBackend, Usage
+from condor.llm.base import ChatRequest, Completion, LLMBackend, Usage
 from condor.llm.settings import settings_key
 from condor.run.batching import RequestBatcher
 from condor.run.executor import Executor, StageOutcome
@@ -28,7 +28,7 @@ from condor.run.progress import ProgressBoard, StageProgress
 from condor.run.recovery import OutputChecks
 from condor.run.steps import ModelStep
 from condor.run.store import FAILED, STALE, TRANSIENT, RunStoreError, StageStore, record_hash
-from condor.run.unit import make_unit
+from condor.run.unit import OutageBreaker, make_unit, server_of
 from condor.stages.base import Record, Stage
 
 if TYPE_CHECKING:
@@ -99,22 +99,14 @@ class StageRunner:
             request.priority = self.priority
         return await send(requests)
 
-    async def _process(self, record: Record, progress: StageProgress, digest: str) -> dict[str, Any]:
-        unit, usage = await make_unit(
+    async def _process(self, record: Record, digest: str) -> tuple[dict[str, Any], Usage]:
+        return await make_unit(
             self.stage, self.backend, record, digest, structured=self.structured, checks=self.checks, send=self._send,
             settings=self.settings_key,
         )
-        progress.requests += usage.requests - usage.cached
-        progress.tokens += usage.completion_tokens
-        progress.retries += usage.retries
-        progress.failures += 1 if unit.get("error") else 0
-        progress.rejections += len(unit["rejections"])
-        self._usage.merge(usage)
-        return unit
 
     async def run(self, inputs: Iterable[Record] | AsyncIterable[Record], total: int | None = None) -> StageOutcome:
         started = time.monotonic()
-        self._usage = Usage()
         self.store.open()
         # Units that failed at the transport level are sent again: this executor only runs an unfinished
         # stage (or one the user asked to retry), and such failures usually mean the server was down.
@@ -127,7 +119,7 @@ class StageRunner:
         pending: set[asyncio.Task] = set()
         slots = asyncio.Semaphore(self.window)
         fatal: list[BaseException] = []
-        streak = [0]  # consecutive transport failures (a list so the callback can update it)
+        breaker = OutageBreaker(self.outage_after, server_of(self.backend))
 
         def finished(task: asyncio.Task) -> None:
             pending.discard(task)
@@ -139,7 +131,7 @@ class StageRunner:
             if exc is not None:
                 fatal.append(exc)
                 return
-            unit = task.result()
+            unit, usage = task.result()
             try:
                 self.store.append(unit)
             except (OSError, ValueError, TypeError) as exc:
@@ -147,27 +139,16 @@ class StageRunner:
                 # mark the stage complete without it.
                 fatal.append(RunStoreError(f"cannot write to {self.store.units_path}: {exc}"))
                 return
-            streak[0] = streak[0] + 1 if unit.get("transient") else 0
-            if streak[0] >= self.outage_after:
-                fatal.append(BackendUnavailable(
-                    f"{streak[0]} requests in a row failed at {self.backend.identity.split(':', 1)[-1]} "
-                    f"(last error: {unit.get('error')}); the server seems down. Finished work is saved: "
-                    "rerun the same command to resume, and the failed items will be sent again."
-                ))
-            progress.done += 1
-            outcome.records += len(unit["records"])
-            outcome.rejections += len(unit["rejections"])
-            outcome.failures += 1 if unit.get("error") else 0
+            outage = breaker.observe(bool(unit.get("transient")), unit.get("error"))
+            if outage is not None:
+                fatal.append(outage)
+            outcome.count(progress, records=len(unit["records"]), rejections=len(unit["rejections"]),
+                          failed=bool(unit.get("error")), usage=usage)
             if self.emit is not None:
                 self.emit(unit)
 
-        async def ticker() -> None:
-            while True:
-                await asyncio.sleep(0.25)
-                self.board.refresh()
-
         with self.board.track(progress):
-            tick = asyncio.create_task(ticker())
+            tick = asyncio.create_task(self.board.redraw())
             try:
                 async for record in _each(inputs):
                     outcome.inputs += 1
@@ -187,7 +168,7 @@ class StageRunner:
                     await slots.acquire()
                     if fatal:
                         break
-                    task = asyncio.create_task(self._process(record, progress, digest))
+                    task = asyncio.create_task(self._process(record, digest))
                     pending.add(task)
                     progress.begin(task)
                     task.add_done_callback(finished)
@@ -211,7 +192,6 @@ class StageRunner:
             if existing or superseded or len(shards) > 1:
                 self.store.compact(frozenset(existing))
             outcome.plain = True
-        outcome.usage = self._usage
         outcome.models[self.stage.role] = self.backend.describe()
         outcome.seconds = time.monotonic() - started
         return outcome

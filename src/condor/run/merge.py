@@ -7,10 +7,11 @@ step finished and makes no model call.
 What is checked first, each failure a one-line :class:`MergeError` that names the directory:
 
 - every directory is a finished shard (its final step and every step before it complete), and no
-  other process is writing it;
+  other process is writing it (each shard's run lock is held until the merge ends);
 - all were made with the same settings (machine-local ones aside: addresses, keys, concurrency,
-  timeouts, GPU sharing), the same plan inputs (tree file content, leaves, tasks, languages, seed),
-  the same steps, and the same number of shards N;
+  timeouts, rate limits, GPU sharing, the executor and the cache file), the same plan inputs (tree
+  file content, leaves, tasks, languages, seed), the same content of task, few-shot and benchmark
+  files wherever each machine keeps them, the same steps, and the same number of shards N;
 - shards 0..N-1 are each there exactly once;
 - their plans are disjoint, each item belongs to its shard, and together they are the whole plan
   (its size and id digest, noted by every shard when it made its plan).
@@ -20,9 +21,11 @@ disjoint, so nothing is chosen between shards); a gate step gets the shards' uni
 has now, and the gates each shard deferred (near-duplicate removal) are applied to the records they
 kept, in id order, over all shards at once: the same verdicts as in one unsharded run (see
 :mod:`condor.run.shards`). After each step, every current input must have its unit: a gap is an
-error, never a silent drop. The result is built in a temporary directory beside ``OUT`` and renamed
-into place, so a failed merge leaves nothing half-written. Left out: merging request caches (the
-merged run needs none to be read) and judge summaries (judge the merged run instead).
+error, never a silent drop. The result is built in a temporary directory beside ``OUT``
+(``.OUT.merging-<pid>``, locked while it is built) and renamed into place, so a failed merge leaves
+nothing half-written; one left by a merge that was killed outright is removed by the next merge. Left
+out: merging request caches (the merged run needs none to be read) and judge summaries (judge the
+merged run instead).
 """
 
 from __future__ import annotations
@@ -30,14 +33,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from condor.filters.base import Gate
 from condor.run.lock import RunLock
-from condor.run.orchestrate import _summary as step_summary  # the counts the orchestrator records
-from condor.run.orchestrate import step_key
+from condor.run.orchestrate import step_key, step_summary
 from condor.run.records import PLAN_FILE, RunReader, read_manifest
 from condor.run.shards import plan_digest, shard_of
 from condor.run.store import LOCK_FILE, RunDirectory, RunStoreError, atomic_write_lines, dumps
@@ -51,6 +54,12 @@ MACHINE_SETTINGS = frozenset({
     "base_url", "api_key_env", "concurrency", "timeout", "max_retries", "requests_per_minute", "tokens_per_minute",
     "replica_cooldown", "n_threads", "tensor_parallel_size", "gpu_memory_utilization", "max_batch", "enforce_eager",
 })
+#: Top-level settings of a machine's own: who calls the model (local or Ray, and where) and its cache file.
+MACHINE_SECTIONS = frozenset({"cache", "executor", "ray"})
+#: Pipeline settings compared by what they lead to, not as written: the shard itself, and file paths
+#: (each machine keeps the files where it likes; their content is compared through the plan's
+#: fingerprint, the gates' settings and the shard's note of its files).
+PIPELINE_PATHS = frozenset({"shard", "tree", "task_file", "few_shot_file", "decontaminate"})
 
 
 class MergeError(RunStoreError):
@@ -90,7 +99,8 @@ def _rebuild_gate(name: str, settings: Any) -> Gate:
                      "merge with the Condor version that made the shards")
 
 
-def _open_shard(root: Path) -> Shard:
+def _open_shard(root: Path, locks: ExitStack) -> Shard:
+    """A finished shard, its run lock held (in ``locks``) so that nothing writes it while it is merged."""
     manifest = read_manifest(root)
     info = manifest.get("shard")
     if not isinstance(info, dict) or "index" not in info:
@@ -105,9 +115,7 @@ def _open_shard(root: Path) -> Shard:
         if not reader.is_complete(name):
             raise MergeError(f"{root}: shard {info['index']}/{info['count']} has not finished (step {name!r} is "
                              "incomplete); rerun its command to finish it")
-    lock = RunLock(root / LOCK_FILE)
-    lock.acquire()  # refuses, naming the pid, while another process writes the shard
-    lock.release()
+    locks.enter_context(RunLock(root / LOCK_FILE))  # refuses, naming the pid, while another process writes it
     return Shard(root, manifest, int(info["index"]), int(info["count"]), reader)
 
 
@@ -116,10 +124,10 @@ def _result_settings(config: dict[str, Any]) -> dict[str, Any]:
     def strip(backend: Any) -> Any:
         return {k: v for k, v in backend.items() if k not in MACHINE_SETTINGS} if isinstance(backend, dict) else backend
 
-    out = {k: v for k, v in config.items() if k != "cache"}
+    out = {k: v for k, v in config.items() if k not in MACHINE_SECTIONS}
     out["llm"] = strip(config.get("llm"))
     out["roles"] = {role: strip(b) for role, b in (config.get("roles") or {}).items()}
-    out["pipeline"] = {k: v for k, v in (config.get("pipeline") or {}).items() if k != "shard"}
+    out["pipeline"] = {k: v for k, v in (config.get("pipeline") or {}).items() if k not in PIPELINE_PATHS}
     return out
 
 
@@ -147,6 +155,11 @@ def _check_together(shards: list[Shard]) -> None:
         if shard.manifest.get("inputs", {}).get("plan") != first.manifest.get("inputs", {}).get("plan"):
             raise MergeError(f"{shard.root} was made from another plan than {first.root} (a different tree file, "
                              "leaves, tasks, language or seed)")
+        for part, what in (("files", "task or few-shot file"), ("gate_settings", "filter settings or benchmark file")):
+            diff = _first_difference(first.manifest["shard"].get(part), shard.manifest["shard"].get(part))
+            if diff:
+                raise MergeError(f"{shard.root} was made with another {what} than {first.root} ({diff}); the "
+                                 "shards of one run use the same files, wherever each machine keeps them")
         for part in ("steps", "final"):
             if shard.manifest.get(part) != first.manifest.get(part):
                 raise MergeError(f"{shard.root} ran other steps than {first.root} ({part} differ): run the same "
@@ -279,62 +292,90 @@ def _merge_gate_step(reader: RunReader, run: RunDirectory, shards: list[Shard], 
 
 def merge_runs(shard_dirs: Sequence[str | Path], out: str | Path) -> MergeResult:
     """Join the finished shards ``shard_dirs`` into the new run directory ``out`` (see the module docstring)."""
-    from condor.export.dataset import record_export, write_exports
-
     out = Path(out)
     if not shard_dirs:
         raise MergeError("no shard directories given")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise MergeError(f"{out} already exists; condor merge writes a new run directory")
-    shards = [_open_shard(Path(d)) for d in shard_dirs]
-    _check_together(shards)
-    plan = _check_plan(shards)
-    shards.sort(key=lambda s: s.index)
-    first = shards[0].manifest
-    building = out.parent / f".{out.name}.merging-{os.getpid()}"
-    shutil.rmtree(building, ignore_errors=True)
-    try:
-        run = RunDirectory(building)
-        config = json.loads(json.dumps(first.get("config", {})))
-        config.setdefault("pipeline", {})["shard"] = None
-        run.manifest.update({
-            "config": config, "settings": first.get("settings", {}), "steps": first["steps"],
-            "inputs": {"plan": first.get("inputs", {}).get("plan"), "shard": "all"},
-            "merged_from": [{"dir": str(s.root), "shard": f"{s.index}/{s.count}"} for s in shards],
-        })
-        atomic_write_lines(run.root / PLAN_FILE, (dumps(item) for item in plan))
-        reader = RunReader(run.root, run.manifest)
-        info = first["shard"]
-        result = MergeResult(out, len(shards), len(plan), 0, 0)
-        for name, spec in first["steps"].items():
-            upstream = [spec.get("reads"), *spec.get("carry_from", ())]
-            if spec["kind"] == "model":
-                _merge_model_step(run, reader, shards, name)
-                settings = None
-            elif spec["kind"] == "gate":
-                dropped = _merge_gate_step(reader, run, shards, name, info.get("deferred", {}).get(name, []))
-                if dropped:
-                    result.dropped[name] = dropped
-                settings = info.get("gate_settings", {}).get(name)
-            else:
-                raise MergeError(f"step {name!r} is a {spec['kind']} step, which sharded runs do not have")
-            entry = step_summary(reader, name)
-            if spec["kind"] == "model":
-                usages = [s.manifest["stages"].get(name, {}).get("usage", {}) for s in shards]
-                entry["usage"] = {k: sum(u.get(k, 0) for u in usages) for k in usages[0]} if usages[0] else {}
-                for part in ("template_version", "model", "backend"):
-                    if part in first["stages"].get(name, {}):
-                        entry[part] = first["stages"][name][part]
-                result.failures += entry["failures"]
-            run.manifest["stages"][name] = entry
-            run.stage(name).mark_complete({**entry, "key": step_key(run, upstream, settings)})
-        run.manifest["final"] = first["final"]
-        run.save_manifest()
-        summary = write_exports(reader, run.root)
-        record_export(run, summary)
-        result.sft, result.rejected = summary.sft, summary.rejected
-        os.replace(building, out)
-    except BaseException:
+    with ExitStack() as locks:
+        shards = [_open_shard(Path(d), locks) for d in shard_dirs]
+        _check_together(shards)
+        plan = _check_plan(shards)
+        shards.sort(key=lambda s: s.index)
+        _remove_stale_builds(out)
+        building = out.parent / f".{out.name}.merging-{os.getpid()}"
         shutil.rmtree(building, ignore_errors=True)
-        raise
+        try:
+            locks.enter_context(RunDirectory(building).lock())  # tells a later merge this one is alive
+            result = _build(shards, plan, building)
+            os.replace(building, out)
+        except BaseException:
+            shutil.rmtree(building, ignore_errors=True)
+            raise
+    result.out = out
+    return result
+
+
+def _remove_stale_builds(out: Path) -> None:
+    """Remove what merges into ``out`` that were killed outright left beside it; refuse while another
+    merge into ``out`` is still running."""
+    for stale in out.parent.glob(f".{out.name}.merging-*"):
+        lock = RunLock(stale / LOCK_FILE)
+        try:
+            lock.acquire()
+        except RunStoreError:
+            raise MergeError(f"another condor merge is writing {out} (its work in progress is {stale}); "
+                             "wait for it to finish") from None
+        except OSError:
+            pass  # not a directory we can lock in: not a build in progress either
+        try:
+            shutil.rmtree(stale, ignore_errors=True)
+        finally:
+            lock.release()
+
+
+def _build(shards: list[Shard], plan: list[dict[str, Any]], building: Path) -> MergeResult:
+    """The merged run, written into ``building``."""
+    from condor.export.dataset import record_export, write_exports
+
+    first = shards[0].manifest
+    run = RunDirectory(building)
+    config = json.loads(json.dumps(first.get("config", {})))
+    config.setdefault("pipeline", {})["shard"] = None
+    run.manifest.update({
+        "config": config, "settings": first.get("settings", {}), "steps": first["steps"],
+        "inputs": {"plan": first.get("inputs", {}).get("plan"), "shard": "all"},
+        "merged_from": [{"dir": str(s.root), "shard": f"{s.index}/{s.count}"} for s in shards],
+    })
+    atomic_write_lines(run.root / PLAN_FILE, (dumps(item) for item in plan))
+    reader = RunReader(run.root, run.manifest)
+    info = first["shard"]
+    result = MergeResult(building, len(shards), len(plan), 0, 0)
+    for name, spec in first["steps"].items():
+        upstream = [spec.get("reads"), *spec.get("carry_from", ())]
+        if spec["kind"] == "model":
+            _merge_model_step(run, reader, shards, name)
+            settings = None
+        elif spec["kind"] == "gate":
+            dropped = _merge_gate_step(reader, run, shards, name, info.get("deferred", {}).get(name, []))
+            if dropped:
+                result.dropped[name] = dropped
+            settings = info.get("gate_settings", {}).get(name)
+        else:
+            raise MergeError(f"step {name!r} is a {spec['kind']} step, which sharded runs do not have")
+        entry = step_summary(reader, name)
+        if spec["kind"] == "model":
+            usages = [s.manifest["stages"].get(name, {}).get("usage", {}) for s in shards]
+            entry["usage"] = {k: sum(u.get(k, 0) for u in usages) for k in usages[0]} if usages[0] else {}
+            for part in ("template_version", "model", "backend"):
+                if part in first["stages"].get(name, {}):
+                    entry[part] = first["stages"][name][part]
+            result.failures += entry["failures"]
+        run.manifest["stages"][name] = entry
+        run.stage(name).mark_complete({**entry, "key": step_key(run, upstream, settings)})
+    run.manifest["final"] = first["final"]
+    run.save_manifest()
+    summary = write_exports(reader, run.root)
+    record_export(run, summary)
+    result.sft, result.rejected = summary.sft, summary.rejected
     return result

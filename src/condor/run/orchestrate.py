@@ -81,7 +81,8 @@ class Tally:
         return {**counts, "reasons": dict(self.reasons.most_common()), "errors": dict(self.errors.most_common(3))}
 
 
-def _summary(reader: RunReader, name: str) -> dict[str, Any]:
+def step_summary(reader: RunReader, name: str) -> dict[str, Any]:
+    """The counts the manifest records for step ``name`` as it now is (``condor merge`` records the same)."""
     tally = Tally()
     for unit in reader.store(name).latest_units(reader.current(name)):
         tally.add(unit)
@@ -232,7 +233,7 @@ class StepChain:
         previous = entry.get("usage", {})
         if not outcome.plain:
             runner.reader.remember(step.name, dict(outcome.input_hashes))
-        summary = outcome.summary if outcome.summary is not None else _summary(runner.reader, step.name)
+        summary = outcome.summary if outcome.summary is not None else step_summary(runner.reader, step.name)
         # Token totals accumulate over resumed executions; counts describe the step as it now is.
         entry.update(summary)
         entry["usage"] = {k: previous.get(k, 0) + v for k, v in outcome.usage.as_dict().items()}

@@ -12,6 +12,7 @@ age are what tell a slow server from a stuck one: "2 in flight, oldest 3m05s" wi
 
 from __future__ import annotations
 
+import asyncio
 import time
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -181,6 +182,12 @@ class ProgressBoard:
             stage.finished = time.monotonic()
             self.refresh()
             del self._tracked[task_id]
+
+    async def redraw(self, every: float = 0.25) -> None:
+        """Refresh the bars every ``every`` seconds until cancelled (an executor runs it as a task)."""
+        while True:
+            await asyncio.sleep(every)
+            self.refresh()
 
     def refresh(self) -> None:
         """Copy the counters into the bars (called a few times a second by the executor's ticker)."""

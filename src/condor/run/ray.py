@@ -7,26 +7,30 @@ ends), reads them back as a Ray dataset (``ray.data.read_text``) and ``map_batch
 makes each input's unit with the local executor's own code (:mod:`condor.run.unit`: prompts, parsing,
 the recovery ladder, output checks) and appends it to the block's own shard, ``units-<writer>.jsonl``,
 which the run reader merges with every other shard. One small row per input comes back to the driver
-for progress and token accounting; records never pass through it.
+for progress, token accounting and the outage breaker; records never pass through it. When the job
+ends, every staged input must have its unit, or the step fails with one line instead of being marked
+complete (a worker that wrote its units somewhere the driver cannot see).
 
 Resuming: the driver skips inputs whose unit is already in any shard (as the local executor does),
 and a block that Ray runs again after its worker died skips the units already in its shard, so a kill
-of a worker, or of the driver, loses only the requests in flight. The request cache is shared by the
-workers of one host (see :mod:`condor.run.ray_worker`).
+of a worker, or of the driver, loses only the requests in flight. Where each worker keeps its request
+cache (the run's file with a local Ray, each node's own disk on a cluster) is in
+:mod:`condor.run.ray_worker`.
 
 Where it runs: with no address the command starts a local Ray (``ray.num_cpus``) and stops it at the
 end; with ``ray.address`` it joins that cluster, whose nodes need Condor installed, the run directory on
 a filesystem they all see, and the API key variables set in their own environment (keys are never
-shipped in a payload). It leaves out streaming from one step to the next (each step is one Ray Data
-job) and in-process engines driven by Ray Data's LLM processors (:mod:`condor.run.ray_llm`).
+shipped in a payload). Roles of the ``vllm`` kind run their engines through Ray Data's LLM processors
+instead (:mod:`condor.run.ray_llm`). It leaves out streaming from one step to the next: each step is
+one Ray Data job.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
+import re
 import shutil
 import socket
 import threading
@@ -34,15 +38,17 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from condor.config import ROLES, RunConfig
+from condor.config import RunConfig
 from condor.errors import ConfigError
 from condor.llm.base import BackendUnavailable, LLMBackend
 from condor.llm.settings import settings_key
 from condor.run.executor import Executor, StageOutcome
 from condor.run.progress import ProgressBoard, StageProgress
+from condor.run.ray_blocks import BlockFiles, Shape, check_every_input_has_a_unit, count_rows, shape
 from condor.run.ray_worker import BlockJob, BlockWorker
 from condor.run.steps import ModelStep
-from condor.run.store import RunStoreError, StageStore, dumps, record_hash
+from condor.run.store import RunStoreError, StageStore, record_hash
+from condor.run.unit import OutageBreaker, server_of
 
 if TYPE_CHECKING:
     from condor.llm.cache import RequestCache
@@ -65,41 +71,6 @@ def import_ray() -> Any:
     return ray
 
 
-class BlockFiles:
-    """The inputs of one step execution, written as JSONL files of ``block_size`` lines each."""
-
-    def __init__(self, directory: Path, block_size: int) -> None:
-        self.directory = directory
-        self.block_size = block_size
-        self.paths: list[Path] = []
-        self._handle: Any = None
-        self._lines = 0
-
-    def add(self, record: dict[str, Any], digest: str) -> None:
-        if self._handle is None or self._lines >= self.block_size:
-            self._close_file()
-            self.directory.mkdir(parents=True, exist_ok=True)
-            path = self.directory / f"block-{len(self.paths):06d}.jsonl"
-            self.paths.append(path)
-            self._handle = path.open("w", encoding="utf-8")
-            self._lines = 0
-        self._handle.write(dumps({"id": record["id"], "hash": digest, "record": record}) + "\n")
-        self._lines += 1
-
-    def _close_file(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
-
-    def close(self) -> list[Path]:
-        self._close_file()
-        return self.paths
-
-    def remove(self) -> None:
-        self._close_file()
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-
 class RayExecutor(Executor):
     """Runs model steps as Ray Data jobs. Build it with :meth:`open`; close it with :meth:`aclose`."""
 
@@ -116,7 +87,9 @@ class RayExecutor(Executor):
     @classmethod
     async def open(cls, cfg: RunConfig, cache_path: Path | None, **options: Any) -> "RayExecutor":
         """Check every role's backend from here (a wrong address fails before Ray starts), then join or
-        start Ray."""
+        start Ray, then open the roles whose engines Ray runs."""
+        from condor.llm.registry import open_backend, open_roles
+
         cache = None
         if cache_path is not None:
             from condor.llm.cache import RequestCache
@@ -125,30 +98,26 @@ class RayExecutor(Executor):
         executor = cls(cfg, cache, **options)
         try:
             executor._ray = import_ray()
-            await executor._check_backends()
+
+            async def checked(settings: Any, cache: "RequestCache | None") -> LLMBackend:
+                # Model files are loaded by the workers, not here: only the server or file is checked.
+                return await open_backend(settings, cache=cache, warm_up=False)
+
+            executor.backends = await open_roles(cfg, cache, checked, only=lambda s: s.backend != ENGINE_KIND)
             executor._start_ray()
-            executor._open_processors()
+            # Built once Ray runs: they need the cluster's GPUs.
+            executor.backends.update(await open_roles(cfg, cache, executor._processor, only=lambda s: s.backend == ENGINE_KIND))
         except BaseException:
             await executor.aclose()
             raise
         return executor
 
-    async def _check_backends(self) -> None:
-        from condor.llm.registry import build_backend
+    async def _processor(self, settings: Any, cache: "RequestCache | None") -> LLMBackend:
+        from condor.llm.cache import CachedBackend
+        from condor.run.ray_llm import ProcessorBackend
 
-        by_config: dict[str, LLMBackend] = {}
-        for role in ROLES:
-            settings = self.cfg.backend_for(role)
-            if settings.backend == ENGINE_KIND:
-                continue  # built once Ray runs: it needs the cluster's GPUs
-            key = settings.model_dump_json()
-            known = key in by_config
-            if not known:
-                by_config[key] = build_backend(settings, cache=self.cache)
-            self.backends[role] = by_config[key]  # closed by aclose() even if its check fails
-            if not known:
-                # Model files are loaded by the workers, not here: only the server or file is checked.
-                await by_config[key].check()
+        backend: LLMBackend = ProcessorBackend(settings, self._ray.cluster_resources())
+        return CachedBackend(backend, cache) if cache is not None else backend
 
     def _start_ray(self) -> None:
         ray = self._ray
@@ -171,37 +140,8 @@ class RayExecutor(Executor):
         # Ray Data's notes (execution plans, "progress bars disabled") are not the user's business.
         logging.getLogger("ray.data").setLevel(logging.ERROR)
 
-    def _open_processors(self) -> None:
-        from condor.llm.cache import CachedBackend
-        from condor.run.ray_llm import ProcessorBackend
-
-        by_config: dict[str, LLMBackend] = {}
-        for role in ROLES:
-            settings = self.cfg.backend_for(role)
-            if settings.backend != ENGINE_KIND:
-                continue
-            key = settings.model_dump_json()
-            if key not in by_config:
-                backend: LLMBackend = ProcessorBackend(settings, self._ray.cluster_resources())
-                by_config[key] = CachedBackend(backend, self.cache) if self.cache is not None else backend
-            self.backends[role] = by_config[key]
-
     def model_of(self, role: str) -> str:
         return self.backends[role].identity
-
-    def _shape(self, settings: Any) -> tuple[int, int, float, Any]:
-        """Workers, records in flight per worker, CPUs per worker, and the settings one worker gets."""
-        cpus = float(self._ray.cluster_resources().get("CPU", 1.0))
-        workers = self.cfg.ray.workers or max(1, int(cpus))
-        # The role's concurrency is what the server can take: split it over the workers.
-        per_worker = max(1, math.ceil(settings.concurrency / workers))
-        sized = settings.model_copy(update={"concurrency": per_worker})
-        if settings.backend == "embedded" and settings.n_threads is None:
-            sized = sized.model_copy(update={"n_threads": max(1, int(cpus) // workers)})
-        window = max(4, per_worker * 2)
-        # Leave room for the read tasks: workers wait on models far more than they compute.
-        per_cpu = min(1.0, max(0.05, (cpus - 0.5) / workers))
-        return workers, window, per_cpu, sized
 
     async def run(self, step: ModelStep, inputs: Iterable[dict[str, Any]], store: StageStore, *,
                   total: int | None) -> StageOutcome:
@@ -211,9 +151,8 @@ class RayExecutor(Executor):
         settings = self.cfg.backend_for(role)
         if settings.backend == ENGINE_KIND:
             return await self._run_on_processor(step, inputs, store, total)
-        workers, window, per_cpu, sized = self._shape(settings)
-        # Blocks of a few windows, at least four per worker so that none waits on another's last block.
-        block_size = self.cfg.ray.block_size or min(8 * window, max(window, math.ceil((total or 0) / (4 * workers))))
+        spread = shape(settings, float(self._ray.cluster_resources().get("CPU", 1.0)), self.cfg.ray.workers)
+        block_size = spread.block_size(total, self.cfg.ray.block_size)
         outcome = StageOutcome(step.stage.name)
         progress = StageProgress(step.stage.name, total)
         done = store.done_map(include_failed=not self.retry_failed, include_transient=False,
@@ -221,7 +160,10 @@ class RayExecutor(Executor):
         for stale in store.directory.glob(STAGING_PREFIX + "*") if store.directory.is_dir() else ():
             shutil.rmtree(stale, ignore_errors=True)  # left by a driver that was killed; we hold the run lock
         token = f"{int(time.time()):x}{os.getpid() % 4096:03x}"
-        staged = BlockFiles(store.directory / f"{STAGING_PREFIX}{token}", block_size)
+        # Absolute paths: a worker's working directory is not the driver's (it is the one Ray started
+        # in), and a relative -o or cache: would have it read and write somewhere else.
+        stage_dir = store.directory.resolve()
+        staged = BlockFiles(stage_dir / f"{STAGING_PREFIX}{token}", block_size)
         try:
             for record in inputs:
                 outcome.inputs += 1
@@ -234,14 +176,21 @@ class RayExecutor(Executor):
                 staged.add(record, digest)
             files = staged.close()
             job = BlockJob(
-                step=step, settings=sized, stage_dir=str(store.directory), writer_prefix=f"ray{token}",
-                window=window, outage_after=max(32, window),
-                cache_path=str(self.cache.path) if self.cache is not None else None,
+                step=step, settings=spread.settings, stage_dir=str(stage_dir),
+                writer_prefix=f"ray{token}", window=spread.window, outage_after=max(32, spread.window),
+                cache_path=str(self.cache.path.resolve()) if self.cache is not None else None,
                 driver_node=self._ray.get_runtime_context().get_node_id(),
+                # On a cluster the run directory is on a network filesystem, where SQLite's locking does
+                # not hold: unless the user named a cache file, each node keeps one on its own disk.
+                cache_on_node=self.cfg.cache is None and self.cfg.ray.address is not None,
             )
+            # Each worker counts its own failures in a row; this counts them over all workers' rows, so an
+            # outage stops the step even when no single worker sees a long enough streak.
+            breaker = OutageBreaker(spread.outage_after, server_of(self.backends[role]))
             with self.board.track(progress):
                 if files:
-                    await self._execute(job, files, workers, per_cpu, block_size, outcome, progress)
+                    await self._execute(job, files, spread, block_size, outcome, progress, breaker)
+                    check_every_input_has_a_unit(store, outcome.input_hashes)
         finally:
             staged.remove()
         outcome.seconds = time.monotonic() - started
@@ -250,71 +199,45 @@ class RayExecutor(Executor):
 
     async def _run_on_processor(self, step: ModelStep, inputs: Iterable[dict[str, Any]], store: StageStore,
                                 total: int | None) -> StageOutcome:
-        """A vllm role: the step runs here, and its requests go through Ray Data's LLM processor in passes."""
-        from condor.run.local import StageRunner
+        """A vllm role: the step runs here, with the local executor and a window as wide as a pass, and
+        its requests go through Ray Data's LLM processor in passes."""
+        from condor.run.local import LocalExecutor
         from condor.run.ray_llm import PASS_SIZE
-        from condor.run.recovery import OutputChecks
 
         assert step.stage is not None
         role = step.stage.role
-        runner = StageRunner(
-            step.stage, self.backends[role], store, structured=self.cfg.backend_for(role).structured,
-            window=PASS_SIZE, board=self.board, retry_failed=self.retry_failed, collect_hashes=True,
-            checks=OutputChecks(step.checks, step.resamples, reject_input=step.carries),
-            settings_key=settings_key(step.settings),
-        )
-        outcome = await runner.run(inputs, total=total)
-        outcome.models[role] = self.backends[role].describe()
-        return outcome
+        local = LocalExecutor({role: self.backends[role]}, structured={role: self.cfg.backend_for(role).structured},
+                              board=self.board, retry_failed=self.retry_failed, window=PASS_SIZE)
+        return await local.run(step, inputs, store, total=total)
 
-    async def _execute(self, job: BlockJob, files: list[Path], workers: int, per_cpu: float, block_size: int,
-                       outcome: StageOutcome, progress: StageProgress) -> None:
+    async def _execute(self, job: BlockJob, files: list[Path], spread: Shape, block_size: int, outcome: StageOutcome,
+                       progress: StageProgress, breaker: OutageBreaker) -> None:
         ray = self._ray
         dataset = ray.data.read_text([str(path) for path in files], override_num_blocks=len(files), num_cpus=0.25)
         results = dataset.map_batches(
             BlockWorker, fn_constructor_kwargs={"job": job}, batch_size=block_size, batch_format="numpy",
             # Two blocks at once per worker: the next one fills the window while the last one's slowest
             # requests finish.
-            compute=ray.data.ActorPoolStrategy(size=max(1, min(workers, len(files))), max_concurrent_calls_per_actor=2,
-                                               enable_true_multi_threading=True),
-            num_cpus=per_cpu,
+            compute=ray.data.ActorPoolStrategy(size=max(1, min(spread.workers, len(files))),
+                                               max_concurrent_calls_per_actor=2, enable_true_multi_threading=True),
+            num_cpus=spread.per_cpu,
         )
-
         stop = threading.Event()
 
         def consume() -> None:
             # Runs in a thread: Ray's iterator blocks. Counters are plain ints, read by the board.
-            for batch in results.iter_batches(batch_size=None, batch_format="numpy"):
-                if stop.is_set():
-                    return  # the command was interrupted: what the workers finished is in their shards
-                for i in range(len(batch["input_id"])):
-                    progress.done += 1
-                    records, rejections = int(batch["records"][i]), int(batch["rejections"][i])
-                    failed = bool(batch["failed"][i])
-                    outcome.records += records
-                    outcome.rejections += rejections
-                    outcome.failures += failed
-                    progress.rejections += rejections
-                    progress.failures += failed
-                    requests, cached = int(batch["requests"][i]), int(batch["cached"][i])
-                    completion = int(batch["completion_tokens"][i])
-                    progress.requests += requests - cached
-                    progress.tokens += completion
-                    progress.retries += int(batch["retries"][i])
-                    usage = outcome.usage
-                    usage.requests += requests
-                    usage.cached += cached
-                    usage.retries += int(batch["retries"][i])
-                    usage.failures += failed
-                    usage.prompt_tokens += int(batch["prompt_tokens"][i])
-                    usage.completion_tokens += completion
+            batches = results.iter_batches(batch_size=None, batch_format="numpy")
+            try:
+                for batch in batches:
+                    if stop.is_set():
+                        return  # the command was interrupted: what the workers finished is in their shards
+                    count_rows(batch, outcome, progress, breaker)
+            finally:
+                close = getattr(batches, "close", None)
+                if close is not None:
+                    close()  # stops the job's workers now, not when the iterator is collected
 
-        async def ticker() -> None:
-            while True:
-                await asyncio.sleep(0.25)
-                self.board.refresh()
-
-        tick = asyncio.create_task(ticker())
+        tick = asyncio.create_task(self.board.redraw())
         try:
             await asyncio.to_thread(consume)
         except Exception as exc:
@@ -324,11 +247,9 @@ class RayExecutor(Executor):
             tick.cancel()
 
     async def aclose(self) -> None:
-        closed: set[int] = set()
-        for backend in self.backends.values():
-            if id(backend) not in closed:
-                closed.add(id(backend))
-                await backend.aclose()
+        from condor.llm.registry import close_backends
+
+        await close_backends(self.backends)
         if self.cache is not None:
             self.cache.close()
         if self._started_ray:
@@ -353,13 +274,21 @@ def _answers(address: str, timeout: float = 5.0) -> None:
 
 def _plain(exc: BaseException) -> BaseException:
     """The error a worker raised, without Ray's wrapping, so the CLI shows it as one line."""
+    kinds = (BackendUnavailable, ConfigError, RunStoreError)
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        for kind in (BackendUnavailable, ConfigError, RunStoreError):
+        for kind in kinds:
             if isinstance(current, kind) and type(current) is kind:
                 return kind(*current.args)
         current = getattr(current, "cause", None) or current.__cause__ or current.__context__
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    # Ray Data hands back a UserCodeException without the worker's exception, only its traceback as
+    # text, whose line "module.Kind: message" still says what went wrong.
+    text = str(exc)
+    for kind in kinds:
+        found = re.search(rf"^{re.escape(kind.__module__)}\.{kind.__qualname__}: (.+)$", text, re.MULTILINE)
+        if found:
+            return kind(found[1].strip())
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     return BackendUnavailable(f"the Ray job failed ({first}); finished work is saved: rerun the same command to resume")

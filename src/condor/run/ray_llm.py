@@ -7,10 +7,16 @@ with a ``vLLMEngineProcessorConfig``) places the engines on the cluster's GPUs, 
 
 :class:`ProcessorBackend` makes that processor a backend with native batching: each ``generate`` call
 is one pass of a Ray dataset of requests through the engines. The step itself runs on the driver with
-the local executor's :class:`~condor.run.local.StageRunner` and a very wide window, so the first pass
+the local executor (:class:`~condor.run.local.LocalExecutor`) and a very wide window, so the first pass
 carries the first request of every record of the step, and later passes only what the recovery ladder
 sends again (repair turns, schema attempts, resamples): a handful of passes per step, each loading the
 engines once. Prompts, parsing, the ladder and record formats are the same as everywhere else.
+
+Ray's output rows carry no finish reason, so it is inferred from what they do carry: a reply that used
+its whole token budget (``num_generated_tokens >= max_tokens``) is marked ``"length"``, cut off, so
+the quality gate and version selection treat it as truncated (one that ended exactly at the budget
+cannot be told apart and is treated the same); any other reply has an unknown finish reason (None),
+never an invented ``"stop"``.
 
 On a cluster without GPUs this stops before anything runs, with one line saying so. What it leaves
 out: keeping engines loaded between passes and steps (Ray Data builds them per dataset), LoRA and
@@ -25,19 +31,13 @@ import json
 from typing import Any, Sequence
 
 from condor.errors import ConfigError
-from condor.llm.base import (
-    BackendUnavailable, Capabilities, ChatRequest, Completion, LLMBackend, clean_text, with_defaults,
-)
+from condor.llm.base import BackendUnavailable, Capabilities, ChatRequest, Completion, LLMBackend, clean_text
+from condor.llm.vllm import engine_arguments, resolve_request, vllm_identity
 
 #: Rows of one pass; the window of the step on the driver is as wide, so a pass holds the whole step.
 PASS_SIZE = 100_000
 #: Rows handed to an engine at a time (Ray Data's batch of the LLM stage), unless ``max_batch`` says.
 ENGINE_BATCH = 64
-#: Settings of the vllm kind that are vLLM engine arguments, passed on as they are when set.
-ENGINE_ARGS = ("tokenizer", "tensor_parallel_size", "pipeline_parallel_size", "gpu_memory_utilization",
-               "max_model_len", "dtype", "quantization", "enable_prefix_caching", "enforce_eager", "trust_remote_code")
-
-
 def require_gpus(resources: dict[str, float], per_engine: int = 1) -> int:
     """How many engines the cluster's GPUs hold; a one-line :class:`ConfigError` when none fits."""
     gpus = int(resources.get("GPU", 0))
@@ -53,28 +53,21 @@ def require_gpus(resources: dict[str, float], per_engine: int = 1) -> int:
 
 
 def engine_kwargs(settings: Any) -> dict[str, Any]:
-    """vLLM engine arguments from the role's settings (only those that are set)."""
-    out = {}
-    for name in ENGINE_ARGS:
-        value = getattr(settings, name, None)
-        if value is not None:
-            out[name] = value
-    return out
+    """vLLM engine arguments from the role's settings (only those that are set), as the in-process
+    engine gets them; the model goes to the processor on its own."""
+    return {name: value for name, value in engine_arguments(settings).items() if name != "model"}
 
 
 def processor_config(settings: Any, resources: dict[str, float]) -> Any:
     """The validated ``vLLMEngineProcessorConfig`` for ``settings`` on a cluster with ``resources``."""
-    model = getattr(settings, "model", None)
-    if not model:
-        raise ConfigError("the vllm backend needs a model (a Hugging Face name or a local path)")
     args = engine_kwargs(settings)
-    per_engine = int(args.get("tensor_parallel_size", 1)) * int(args.get("pipeline_parallel_size", 1))
+    per_engine = int(args.get("tensor_parallel_size", 1))
     engines = require_gpus(resources, per_engine)
     from ray.data.llm import vLLMEngineProcessorConfig
 
     try:
         return vLLMEngineProcessorConfig(
-            model_source=str(model), engine_kwargs=args, concurrency=engines,
+            model_source=str(settings.model), engine_kwargs=args, concurrency=engines,
             batch_size=int(getattr(settings, "max_batch", None) or ENGINE_BATCH),
             # A request vLLM refuses (a prompt longer than the context) becomes that request's
             # failure, not the end of the pass.
@@ -83,13 +76,6 @@ def processor_config(settings: Any, resources: dict[str, float]) -> Any:
     except ValueError as exc:
         first = str(exc).strip().splitlines()[0]
         raise ConfigError(f"vllm settings do not make a Ray Data LLM processor: {first}") from None
-
-
-def vllm_identity(settings: Any) -> str:
-    """The model identity the in-process vllm backend gives the same settings, so both share cache entries."""
-    parts = [str(settings.model)] + [f"{name}={getattr(settings, name)}" for name in ("tokenizer", "dtype", "quantization")
-                                     if getattr(settings, name, None) not in (None, "auto")]
-    return "vllm:" + ":".join(parts)
 
 
 def request_row(index: int, request: ChatRequest) -> dict[str, Any]:
@@ -118,18 +104,25 @@ def completions_from(rows: Sequence[dict[str, Any]], count: int) -> list[Complet
         if error:
             found[index] = Completion.failed(f"vLLM: {str(error).strip().splitlines()[0]}")
             continue
+        generated, limit = int(row.get("num_generated_tokens") or 0), row.get("max_tokens")
         found[index] = Completion(
             text=clean_text(str(row.get("generated_text") or "")),
             prompt_tokens=int(row.get("num_input_tokens") or 0),
-            completion_tokens=int(row.get("num_generated_tokens") or 0),
-            finish_reason=row.get("finish_reason") or "stop",
+            completion_tokens=generated,
+            # The rows have no finish reason: a reply that used its whole budget was cut off (see above).
+            finish_reason="length" if limit and generated >= int(limit) else None,
         )
     return [c if c is not None else Completion.failed("no reply from the vLLM processor") for c in found]
 
 
-def _postprocess(row: dict[str, Any]) -> dict[str, Any]:
+def postprocess(row: dict[str, Any]) -> dict[str, Any]:
+    """What the processor hands back per request: the reply, its token counts, its error, and the
+    request's token budget (to tell a cut-off reply)."""
     keep = ("condor_index", "generated_text", "num_input_tokens", "num_generated_tokens", "__inference_error__")
-    return {name: row.get(name) for name in keep}
+    out = {name: row.get(name) for name in keep}
+    sampling = row.get("sampling_params")
+    out["max_tokens"] = sampling.get("max_tokens") if isinstance(sampling, dict) else None
+    return out
 
 
 class ProcessorBackend(LLMBackend):
@@ -144,8 +137,7 @@ class ProcessorBackend(LLMBackend):
                                          max_context=getattr(settings, "max_model_len", None))
 
     def resolve(self, request: ChatRequest) -> ChatRequest:
-        s = self.settings
-        return with_defaults(request, max_tokens=s.max_tokens, temperature=s.temperature, top_p=s.top_p, seed=s.seed)
+        return resolve_request(self.settings, request)
 
     async def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         rows = [request_row(i, self.resolve(r)) for i, r in enumerate(requests)]
@@ -155,7 +147,7 @@ class ProcessorBackend(LLMBackend):
         import ray
         from ray.data.llm import build_processor
 
-        processor = build_processor(self.config, postprocess=_postprocess)
+        processor = build_processor(self.config, postprocess=postprocess)
         try:
             out = processor(ray.data.from_items(rows)).take_all()
         except Exception as exc:  # the pass as a whole failed: the engines could not start or died

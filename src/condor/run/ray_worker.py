@@ -9,12 +9,17 @@ the same :func:`~condor.run.unit.make_unit` as the local executor, up to ``windo
 the block's shard ``units-<writer>.jsonl``: a worker killed mid-block loses only the requests it had in
 flight. When Ray runs the block again, units already in its shard are not redone.
 
-What goes back to the driver is one small row per input (counts and token usage) for progress and the
-manifest, never the records themselves.
+What goes back to the driver is one small row per input (counts, token usage, and whether it failed
+at the transport level), never the records themselves. A worker counts transport failures in a row
+across all the blocks it runs (:class:`~condor.run.unit.OutageBreaker`), and so does the driver over
+every worker's rows, so a server that goes down stops the step however the inputs fall into blocks.
 
-The request cache: workers on the driver's host share the run's SQLite file (WAL, short write
-transactions, see :mod:`condor.llm.cache`); a worker on another host keeps a file of its own beside it,
-named after its node, because SQLite's locking only works among processes of one host.
+The request cache: by default, with a local Ray, workers share the run's SQLite file with the driver
+(all on one host: WAL, short write transactions, see :mod:`condor.llm.cache`). On a cluster, where
+the run directory is on a network filesystem and SQLite's locking does not hold, each node keeps its
+own file on local disk (``<tmp>/condor-cache/<run>.sqlite``, see :func:`cache_file`); a cache file the
+user names is used on the driver's host and beside it, one file per node, elsewhere. Each worker
+writes its cache entries after every block, not only when Ray drops it (which Ray does not promise).
 """
 
 from __future__ import annotations
@@ -22,23 +27,24 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Coroutine, Iterable, TypeVar
 
-from condor.llm.base import BackendUnavailable, LLMBackend, Usage
+from condor.llm.base import LLMBackend, Usage
 from condor.llm.settings import settings_key
 from condor.run.recovery import OutputChecks
 from condor.run.steps import ModelStep
 from condor.run.store import StageStore
-from condor.run.unit import make_unit
+from condor.run.unit import OutageBreaker, make_unit, server_of
 
 T = TypeVar("T")
 
 #: Columns of the rows a block returns to the driver, one row per input.
-RESULT_COLUMNS = ("input_id", "records", "rejections", "failed", "resumed", "requests", "cached", "retries",
-                  "prompt_tokens", "completion_tokens")
+RESULT_COLUMNS = ("input_id", "records", "rejections", "failed", "transient", "error", "resumed", "requests",
+                  "cached", "retries", "request_failures", "prompt_tokens", "completion_tokens")
 
 
 @dataclass(frozen=True)
@@ -47,16 +53,25 @@ class BlockJob:
 
     step: ModelStep
     settings: Any  # the role's backend settings (a pydantic model of llm/settings.py), sized for one worker
-    stage_dir: str
+    stage_dir: str  # absolute: a worker's working directory is not the driver's
     writer_prefix: str
     window: int
     outage_after: int
-    cache_path: str | None = None
+    cache_path: str | None = None  # absolute, as the driver sees it
     driver_node: str | None = None
+    #: Every node keeps its cache on its own disk (a cluster, and no cache file named by the user).
+    cache_on_node: bool = False
 
 
-def cache_file(path: str, driver_node: str | None, node: str | None) -> Path:
-    """The cache file a worker on ``node`` uses: the run's own on the driver's host, else one per node."""
+def cache_file(path: str, driver_node: str | None, node: str | None, on_node: bool = False) -> Path:
+    """The cache file a worker on ``node`` uses for the run cache ``path``.
+
+    ``on_node``: a file on this node's local disk, named after ``path`` so that a rerun on the same node
+    finds it. Otherwise ``path`` itself on the driver's host, and a file of its own beside it on others.
+    """
+    if on_node:
+        digest = hashlib.sha256(path.encode("utf-8")).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / "condor-cache" / f"{Path(path).stem}-{digest}.sqlite"
     if driver_node is None or node is None or node == driver_node:
         return Path(path)
     base = Path(path)
@@ -79,33 +94,30 @@ class BlockWorker:
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, name="condor-block-worker", daemon=True).start()
         self.slots = asyncio.Semaphore(job.window)
+        self.cache: Any = None
         self.backend = self.wait(self._open())
+        # Kept across blocks: blocks can be smaller than the streak that means the server is down.
+        self.breaker = OutageBreaker(job.outage_after, server_of(self.backend))
 
     def wait(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run ``coroutine`` on the worker's loop and wait for it (from any thread)."""
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
     async def _open(self) -> LLMBackend:
-        from condor.llm.registry import build_backend
+        from condor.llm.registry import open_backend
 
-        cache = None
         if self.job.cache_path is not None:
             from condor.llm.cache import RequestCache
 
-            cache = RequestCache(cache_file(self.job.cache_path, self.job.driver_node, _node_id()))
-        backend = build_backend(self.job.settings, cache=cache)
-        try:
-            # The driver checked the server already; this learns its structured-output dialect from the
-            # cache's notes (no new probe) and loads model files for in-process backends.
-            await backend.check()
-            await backend.warm_up()
-        except BaseException:
-            await backend.aclose()
-            raise
-        return backend
+            self.cache = RequestCache(cache_file(self.job.cache_path, self.job.driver_node, _node_id(),
+                                                 self.job.cache_on_node))
+        # The driver checked the server already; this learns its structured-output dialect from the
+        # cache's notes where it can (no new probe) and loads model files for in-process backends.
+        return await open_backend(self.job.settings, cache=self.cache)
 
     def __del__(self) -> None:
-        # Ray ends a worker's life by dropping it: flush the cache and close connections then.
+        # Ray ends a worker's life by dropping it: close connections then (the cache is written after
+        # every block already).
         try:
             self.wait(self.backend.aclose())
             self.loop.call_soon_threadsafe(self.loop.stop)
@@ -139,6 +151,8 @@ class BlockWorker:
             await self._run(pending, store, out)
         finally:
             store.close()
+            if self.cache is not None:
+                self.cache.flush()
         return out
 
     async def _run(self, items: list[dict[str, Any]], store: StageStore, out: dict[str, list]) -> None:
@@ -146,7 +160,6 @@ class BlockWorker:
         assert step.stage is not None
         checks = OutputChecks(step.checks, step.resamples, reject_input=step.carries)
         structured = getattr(job.settings, "structured", "auto")
-        streak = 0
 
         async def one(item: dict[str, Any]) -> tuple[dict[str, Any], Usage]:
             async with self.slots:
@@ -159,13 +172,9 @@ class BlockWorker:
                 unit, usage = await finished
                 store.append(unit)
                 _add_row(out, unit, usage, resumed=False)
-                streak = streak + 1 if unit.get("transient") else 0
-                if streak >= job.outage_after:
-                    raise BackendUnavailable(
-                        f"{streak} requests in a row failed at {self.backend.identity.split(':', 1)[-1]} "
-                        f"(last error: {unit.get('error')}); the server seems down. Finished work is saved: "
-                        "rerun the same command to resume, and the failed items will be sent again."
-                    )
+                outage = self.breaker.observe(bool(unit.get("transient")), unit.get("error"))
+                if outage is not None:
+                    raise outage
         finally:
             for task in tasks:
                 task.cancel()
@@ -188,10 +197,13 @@ def _add_row(out: dict[str, list], unit: dict[str, Any], usage: Usage, *, resume
     out["records"].append(len(unit.get("records", ())))
     out["rejections"].append(len(unit.get("rejections", ())))
     out["failed"].append(bool(unit.get("error")))
+    out["transient"].append(bool(unit.get("error") and unit.get("transient")))
+    out["error"].append(str(unit.get("error") or "")[:300])
     out["resumed"].append(resumed)
     out["requests"].append(usage.requests)
     out["cached"].append(usage.cached)
     out["retries"].append(usage.retries)
+    out["request_failures"].append(usage.failures)
     # A unit written by an attempt of this block that Ray cut short still cost its tokens: count them.
     tokens = unit.get("usage") or {}
     out["prompt_tokens"].append(int(tokens.get("prompt_tokens", 0)))

@@ -19,26 +19,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from condor.config import PipelineConfig, parse_shard
 from condor.run.steps import GateStep, Step
 
-__all__ = ["defer_cross_record_gates", "gate_settings", "parse_shard", "plan_digest", "shard_of"]
-
-_SPEC = re.compile(r"(\d{1,6})/(\d{1,6})")
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"i/N"`` as ``(i, N)``: shard i (counted from 0) of N. Raises ValueError for anything else."""
-    match = _SPEC.fullmatch(text.strip())
-    if match is None:
-        raise ValueError(f"a shard is written i/N (for example 0/4), not {text!r}")
-    index, count = int(match[1]), int(match[2])
-    if count < 1 or index >= count:
-        raise ValueError(f"shard {text!r}: i must be from 0 to N-1 and N at least 1")
-    return index, count
+__all__ = ["defer_cross_record_gates", "gate_settings", "input_files", "parse_shard", "plan_digest", "shard_of"]
 
 
 def shard_of(item_id: str, count: int) -> int:
@@ -51,6 +39,21 @@ def plan_digest(ids: Iterable[str]) -> str:
     """A digest of a set of work item ids (order does not matter)."""
     blob = "\n".join(sorted(ids))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def input_files(pipeline: PipelineConfig) -> dict[str, str | None]:
+    """Digests of the task and few-shot files a run was made from: shards must agree on what the files
+    hold, not on where they lie. (The tree's content is in the plan's fingerprint, the benchmark
+    prompts' in the decontamination gate's settings.)"""
+    def digest(path: str | None) -> str | None:
+        if not path:
+            return None
+        try:
+            return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except OSError:
+            return None  # the run itself reads the file and says what is wrong with it
+
+    return {"task_file": digest(pipeline.task_file), "few_shot_file": digest(pipeline.few_shot_file)}
 
 
 def gate_settings(steps: Sequence[Step]) -> dict[str, Any]:

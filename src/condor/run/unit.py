@@ -5,7 +5,8 @@ when the reply cannot be parsed, applies the step's output checks, annotates eac
 model, template version and token usage that made it, and returns the *unit*: the one line an executor
 appends to the step's shard for this input (records, rejections, or the error). The local executor
 calls it from its asyncio window; the Ray executor from inside its workers, so both write the same
-units.
+units. :class:`OutageBreaker` is the other thing both share: the rule that stops a step when its
+server seems down, so that an outage is never recorded as a finished step full of failures.
 
 What it leaves out: concurrency, writing the unit, progress counters and skipping finished inputs
 (the executor's), and how requests reach the model (the caller's ``send``: the backend itself, or a
@@ -90,6 +91,35 @@ async def make_unit(
             _annotate(out, stage, backend.identity, usage, attempts)
     unit["usage"] = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
     return unit, usage
+
+
+class OutageBreaker:
+    """Counts inputs that failed at the transport level (after the backend's own retries) in a row.
+
+    ``limit`` of them in a row means the server is down: :meth:`observe` then returns the error that
+    stops the step, rather than letting the rest of the run be recorded as failures. Such units are
+    sent again on the next run (they are transient), so the message says to rerun.
+    """
+
+    def __init__(self, limit: int, where: str) -> None:
+        self.limit = max(1, limit)
+        self.where = where
+        self.streak = 0
+
+    def observe(self, transient: bool, error: str | None = None) -> BackendUnavailable | None:
+        """Count one finished input; the error to stop with once ``limit`` failed in a row, else None."""
+        self.streak = self.streak + 1 if transient else 0
+        if self.streak < self.limit:
+            return None
+        return BackendUnavailable(
+            f"{self.streak} requests in a row failed at {self.where} (last error: {error}); the server seems "
+            "down. Finished work is saved: rerun the same command to resume, and the failed items will be sent again."
+        )
+
+
+def server_of(backend: LLMBackend) -> str:
+    """Where ``backend`` sends its requests, for messages: its address when it has one."""
+    return str(getattr(backend, "base_url", None) or backend.identity)
 
 
 def _annotate(out: Record, stage: Stage, identity: str, usage: Usage, attempts: list[str]) -> None:
