@@ -39,6 +39,12 @@ benchmarks and kill/resume tests::
 
     python tests/fake_server.py --port 0 --latency 0.05 --fail-rate 0.05 --port-file PATH --log-file PATH
 
+``--latency-sigma S`` makes latency heavy-tailed, as real generation is (a reply's time grows with its
+length, and lengths vary over orders of magnitude): each answer then takes a lognormal time whose mean
+is still ``--latency`` and whose log has standard deviation S (S = 1: median 0.61x the mean, one answer
+in a hundred over 6x). ``/_fake/stats`` reports the latencies actually drawn and when the first request
+came and the last answer left, so that a benchmark can compare its rate with the ideal one.
+
 (``--responder module:function`` swaps in a scripted model, e.g. ``condor_responder:respond``.)
 
 It leaves out streaming, tool calls, ``n > 1`` and authentication (it records the Authorization header
@@ -52,6 +58,7 @@ import asyncio
 import collections
 import hashlib
 import json
+import math
 import os
 import random
 import signal
@@ -136,6 +143,20 @@ def default_responder(body: dict) -> str:
         schema = (response_format.get("json_schema") or {}).get("schema") or {}
         return json.dumps(sample_for_schema(schema, user[:80]), ensure_ascii=False)
     return f"Echo: {user}"
+
+
+def common_prefix(a: bytes, b: bytes) -> int:
+    """Length of the longest common prefix of two byte strings (binary search over memoryview compares,
+    which copy nothing)."""
+    x, y = memoryview(a), memoryview(b)
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        mid = (low + high + 1) // 2
+        if x[:mid] == y[:mid]:
+            low = mid
+        else:
+            high = mid - 1
+    return low
 
 
 def _words(text: str) -> int:
@@ -271,7 +292,7 @@ class FakeChatServer:
 
     A responder maps the request body to the answer's content string, or to a dict with ``content`` and
     optionally ``finish_reason`` and ``usage``; a dict with ``status`` (and ``error``, the message) makes
-    the server answer with that HTTP error instead. ``latency``, ``responder``, ``fail_rate``, ``fail_kinds`` and ``hang_seconds`` are plain attributes
+    the server answer with that HTTP error instead. ``latency``, ``latency_sigma``, ``delay``, ``responder``, ``fail_rate``, ``fail_kinds`` and ``hang_seconds`` are plain attributes
     read on every request, so a test may change them while the server runs.
     """
 
@@ -279,6 +300,9 @@ class FakeChatServer:
         self,
         *,
         latency: float = 0.0,
+        latency_sigma: float = 0.0,
+        delay: Callable[[dict], float] | None = None,
+        prefix_window: int = 8,
         responder: Responder | None = None,
         fail_rate: float = 0.0,
         fail_kinds: Sequence[str] = ("429", "500", "drop"),
@@ -310,6 +334,21 @@ class FakeChatServer:
         self.profile = profile
         self.listing = listing
         self.latency = latency
+        self.latency_sigma = latency_sigma
+        #: Extra seconds a request waits before its answer, chosen from its body (a test slows one down).
+        self.delay = delay
+        #: Seconds of latency drawn so far and for how many answers; first request in, last answer out.
+        self.latency_drawn = 0.0
+        self.latency_count = 0
+        self.first_request_at: float | None = None
+        #: For each request, in arrival order, the longest prompt prefix (UTF-8 bytes) it shares with one of
+        #: the ``prefix_window`` requests that arrived just before it: how often a server's prefix cache
+        #: would find the start of a prompt still warm.
+        self.prefix_window = prefix_window
+        self.shared_prefix: list[int] = []
+        self.prompt_bytes: list[int] = []
+        self._recent_prompts: collections.deque[bytes] = collections.deque(maxlen=prefix_window)
+        self.last_answer_at: float | None = None
         self.responder: Responder = responder or default_responder
         self.fail_rate = fail_rate
         self.fail_kinds = tuple(fail_kinds)
@@ -335,6 +374,8 @@ class FakeChatServer:
         self.faults_served: collections.Counter[str] = collections.Counter()
         self._faults: collections.deque[str] = collections.deque()
         self._rng = random.Random(seed)
+        # Its own generator, so that the latencies drawn do not shift which requests get random faults.
+        self._latency_rng = random.Random(seed + 1)
         self._log_handle: Any = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -357,6 +398,9 @@ class FakeChatServer:
         """Forget the request log and the in-flight high-water mark (between phases of one test)."""
         self.request_log.clear()
         self.faults_served.clear()
+        self.shared_prefix.clear()
+        self.prompt_bytes.clear()
+        self._recent_prompts.clear()
         self.max_in_flight = self.in_flight
 
     def start(self) -> "FakeChatServer":
@@ -461,6 +505,9 @@ class FakeChatServer:
             verdict, understood = self._as_server(body, probe=True)
             return verdict if verdict is not None else self._reply(understood, default_responder(understood), None)
         self.request_log.append(body)
+        if self.first_request_at is None:
+            self.first_request_at = time.time()
+        self._note_prefix(body["messages"])
         self.last_headers = dict(request.headers)
         if self._log_handle is not None:
             self._log_handle.write(messages_hash(body["messages"]) + "\n")
@@ -477,6 +524,7 @@ class FakeChatServer:
             return await self._answer(request, understood, fault)
         finally:
             self.in_flight -= 1
+            self.last_answer_at = time.time()
 
     def _as_server(self, body: dict, *, probe: bool) -> tuple[web.Response | None, dict]:
         """The profile's verdict on ``body``: an error (or JSON-mode) reply, or None; and the body as the
@@ -500,6 +548,22 @@ class FakeChatServer:
             return self._reply(understood, json.dumps({"answer": last_user_message(body)}), None), understood
         return None, understood
 
+    def _note_prefix(self, messages: list) -> None:
+        prompt = "\n".join(f"{m.get('role')}: {m.get('content')}" for m in messages if isinstance(m, dict)).encode()
+        self.shared_prefix.append(max((common_prefix(prompt, other) for other in self._recent_prompts), default=0))
+        self.prompt_bytes.append(len(prompt))
+        self._recent_prompts.append(prompt)
+
+    def _draw_latency(self) -> float:
+        delay = self.latency
+        if self.latency_sigma > 0:
+            # Lognormal with the configured mean: E[exp(N(mu, s^2))] = exp(mu + s^2 / 2).
+            mu = math.log(self.latency) - self.latency_sigma**2 / 2
+            delay = self._latency_rng.lognormvariate(mu, self.latency_sigma)
+        self.latency_drawn += delay
+        self.latency_count += 1
+        return delay
+
     def _serves(self, name: str) -> bool:
         return name == self.model or (self.profile.tags and f"{name}:latest" == self.model)
 
@@ -516,7 +580,9 @@ class FakeChatServer:
         if fault in PERMANENT_FAULTS:
             return _error(int(fault), f"fake permanent error {fault}", extra=tag)
         if self.latency:
-            await asyncio.sleep(self.latency)
+            await asyncio.sleep(self._draw_latency())
+        if self.delay is not None:
+            await asyncio.sleep(self.delay(body))
         if fault == "timeout":
             await asyncio.sleep(self.hang_seconds)
         elif fault == "drop":
@@ -596,6 +662,11 @@ class FakeChatServer:
                 "max_in_flight": self.max_in_flight,
                 "faults": dict(self.faults_served),
                 "cpu_seconds": time.process_time(),
+                "latency_mean": self.latency_drawn / self.latency_count if self.latency_count else None,
+                "first_request_at": self.first_request_at,
+                "last_answer_at": self.last_answer_at,
+                "shared_prefix": self.shared_prefix if request.query.get("prefix") else None,
+                "prompt_bytes": self.prompt_bytes if request.query.get("prefix") else None,
             }
         )
 
@@ -635,7 +706,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run the fake OpenAI-compatible chat server.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (see --port-file)")
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds per answer")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per answer (the mean, with --latency-sigma)")
+    parser.add_argument("--latency-sigma", type=float, default=0.0,
+                        help="heavy-tailed latency: lognormal with mean --latency and this sigma (0: fixed)")
+    parser.add_argument("--prefix-window", type=int, default=8,
+                        help="stats: longest prefix each prompt shares with one of this many requests before it")
     parser.add_argument("--fail-rate", type=float, default=0.0, help="fraction of requests given a random fault")
     parser.add_argument("--fail-kinds", default="429,500,drop", help="comma-separated faults for --fail-rate")
     parser.add_argument("--hang-seconds", type=float, default=30.0, help="how long the 'timeout' fault hangs")
@@ -654,6 +729,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         responder = getattr(importlib.import_module(module_name), function)
     server = FakeChatServer(
         latency=args.latency,
+        latency_sigma=args.latency_sigma,
+        prefix_window=args.prefix_window,
         fail_rate=args.fail_rate,
         fail_kinds=[k for k in args.fail_kinds.split(",") if k],
         seed=args.seed,

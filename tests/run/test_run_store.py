@@ -86,3 +86,42 @@ def test_atomic_write_leaves_no_partial_file_on_error(tmp_path):
         atomic_write_lines(target, lines())
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
+
+
+def test_latest_index_knows_each_inputs_last_unit_and_where_it_is(tmp_path):
+    from condor.run.store import DONE, FAILED, TRANSIENT
+
+    store = RunDirectory(tmp_path).stage("s")
+    store.open()
+    store.append({"input_id": "a", "input_hash": "h1", "records": [], "rejections": [], "error": "timeout", "transient": True})
+    store.append({"input_id": "b", "input_hash": "h2", "records": [], "rejections": [], "error": "http 400"})
+    store.append({"input_id": "a", "input_hash": "h3", "records": [{"id": "a"}], "rejections": []})
+    store.close()
+    index = store.latest_index()
+    assert {key: value[:2] for key, value in index.items()} == {"a": ("h3", DONE), "b": ("h2", FAILED)}
+    shard, offset = index["a"][2:]
+    assert store.read_at(store.shard_paths()[shard], offset)["records"] == [{"id": "a"}]
+    store.open()
+    store.append({"input_id": "c", "records": [], "rejections": [], "error": "drop", "transient": True})
+    store.close()
+    assert store.latest_index()["c"][1] == TRANSIENT
+
+
+def test_compaction_keeps_one_unit_per_current_input_and_the_step_reads_plain(tmp_path):
+    store = RunDirectory(tmp_path).stage("s")
+    other = store.for_writer("block-1")
+    for writer, ids in ((store, ["a", "b", "a"]), (other, ["c"])):
+        writer.open()
+        for input_id in ids:
+            writer.append({"input_id": input_id, "records": [{"id": input_id, "n": writer.writer}], "rejections": []})
+        writer.close()
+    assert not store.is_plain()
+    assert store.compact(frozenset({"b"})) == 2  # "a" once (its latest unit), "c"; "b" is gone upstream
+    assert [p.name for p in store.shard_paths()] == ["units.jsonl"]
+    store.mark_complete({"plain": True})
+    assert store.is_plain()
+    assert sorted(r["id"] for r in store.iter_records()) == ["a", "c"]
+    # A plain step is read line by line: a unit added afterwards without compaction would show twice,
+    # which is why only the executor that compacted may mark it so (and a rerun clears the marker).
+    store.clear_complete()
+    assert not store.is_plain()

@@ -29,18 +29,21 @@ def write_exports(reader: RunReader, out_dir: Path | None = None) -> ExportSumma
     """
     out = Path(out_dir) if out_dir is not None else reader.root
     final = reader.manifest.get("final") or {}
-    records = reader.final_records()
     refined = bool(final.get("preference"))
-    if not refined:
-        # Condor Void alone: no version was selected; the answer is the latest (only) one.
-        records = [{**r, "answer": r["versions"][-1]["answer"]} for r in records]
+
+    def records():
+        # Read (and sorted) once per file rather than held in a list: memory stays flat in the run.
+        for record in reader.iter_final_records():
+            # Condor Void alone: no version was selected; the answer is the latest (only) one.
+            yield record if refined else {**record, "answer": record["versions"][-1]["answer"]}
+
     dataset = final.get("dataset") or "sft.jsonl"
     paths = {"sft": out / dataset, "rejected": out / "rejected.jsonl"}
-    sft = atomic_write_lines(paths["sft"], (dumps(sft_row(r)) for r in records))
+    sft = atomic_write_lines(paths["sft"], (dumps(sft_row(r)) for r in records()))
     preference = 0
     if refined:
         paths["preference"] = out / "preference.jsonl"
-        pairs = (row for row in (preference_row(r) for r in records) if row is not None)
+        pairs = (row for row in (preference_row(r) for r in records()) if row is not None)
         preference = atomic_write_lines(paths["preference"], (dumps(p) for p in pairs))
     rejected = atomic_write_lines(paths["rejected"], (dumps(r) for r in reader.rejections()))
     return ExportSummary(sft, preference, rejected, paths)

@@ -21,9 +21,19 @@ class Gate(ABC):
     A gate may keep state across the records of one execution (a duplicate index): :meth:`fresh`
     returns a copy with empty state, and the step calls it once per execution. ``settings`` is anything
     JSON-able that changes the gate's verdicts; a change of it redoes the step.
+
+    Two flags say what a verdict may depend on besides the record, so that it never depends on the
+    order in which a server's replies come back. ``ordered``: the records checked before it (state,
+    such as a duplicate index); the gate is then handed records in id order. ``chunked``: the batch
+    it came in (embeddings computed together); the gate is then handed records in id order and in
+    the same fixed chunks every time. Both are the safe default; a gate that looks at each record
+    alone sets both False and sees records as they come, which lets a streaming executor pass them on
+    at once.
     """
 
     name: str = "gate"
+    ordered: bool = True
+    chunked: bool = True
     #: The verdict on a record depends on other records (a duplicate index), not on the record alone.
     #: A sharded run leaves such gates to ``condor merge``, which applies them over every shard.
     across_records: bool = False

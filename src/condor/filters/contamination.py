@@ -145,6 +145,8 @@ class Decontaminate(Gate):
     """Rejects questions that share an n-gram sequence with a benchmark prompt."""
 
     name = "decontaminate"
+    ordered = False
+    chunked = False
 
     def __init__(self, index: BenchmarkIndex) -> None:
         self.index = index

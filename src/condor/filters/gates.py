@@ -18,6 +18,10 @@ from condor.stages.select import select_version
 class _QualityGate(Gate):
     """A :class:`QualityFilter` check of one field; subclasses say which."""
 
+    ordered = False
+
+    chunked = False
+
     def __init__(self, quality: QualityFilter) -> None:
         self.quality = quality
 
@@ -55,6 +59,7 @@ class NearDuplicates(Gate):
     """Exact and MinHash near-duplicate questions: the first one (in id order) is kept."""
 
     name = "near_duplicates"
+    chunked = False  # ordered (the index is state), but one record at a time: batches do not matter
     across_records = True
 
     def __init__(self, threshold: float) -> None:
@@ -85,6 +90,8 @@ class SelectVersion(Gate):
     """
 
     name = "select"
+    ordered = False
+    chunked = False
 
     def __init__(self, mode: str, quality: QualityFilter) -> None:
         self.mode = mode

@@ -123,6 +123,9 @@ class OnTopic(Gate):
     def __init__(self, scorer: TopicScorer, threshold: float | None = None) -> None:
         self.scorer = scorer
         self.threshold = threshold
+        # Embeddings of a batch may differ in the last bits with its make-up (padding, kernel choice),
+        # and so may a rounded score: such a scorer sees fixed chunks. The lexical score is per record.
+        self.ordered = self.chunked = scorer.kind != "lexical"
 
     @property
     def settings(self) -> Any:

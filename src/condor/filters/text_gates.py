@@ -24,6 +24,8 @@ def _latest(record: Record, field: str) -> dict[str, Any]:
 
 class _TextGate(Gate):
     prefix = ""
+    ordered = False
+    chunked = False
 
     def _reject(self, record: Record, finding: Finding) -> Rejection:
         return Rejection(self.name, f"{self.prefix}_{finding.reason}", f"{self.prefix}: {finding.detail}", record)

@@ -176,6 +176,8 @@ class OriginalVsFinal(Gate):
     """
 
     name = "original_vs_final"
+    ordered = False
+    chunked = False
 
     def check(self, record: Record) -> Record | Rejection:
         original, final = answer_at(record, "original"), final_answer(record)

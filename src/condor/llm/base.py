@@ -30,7 +30,9 @@ class ChatRequest:
 
     ``sample_index`` tells apart requests that are otherwise identical but must give distinct samples
     (best-of-n, several critiques): it is part of the cache key, and backends derive a per-sample seed
-    from it when ``seed`` is set.
+    from it when ``seed`` is set. ``priority`` is a scheduling hint, never sent nor part of the cache
+    key: when requests wait for a backend's free slot, lower priorities go first
+    (:mod:`condor.llm.slots`).
     """
 
     messages: list[dict[str, str]]
@@ -41,6 +43,7 @@ class ChatRequest:
     stop: list[str] | None = None
     json_schema: dict[str, Any] | None = None
     sample_index: int = 0
+    priority: int = 0
 
     def payload(self) -> dict[str, Any]:
         """The canonical, JSON-serialisable content of the request (what the cache key hashes)."""

@@ -1,8 +1,9 @@
 """The backend for any OpenAI-compatible chat server: vLLM, SGLang, Ollama, llama.cpp server, hosted APIs.
 
-Built on aiohttp with one session and one connection pool per event loop, sized to the concurrency, and a
-semaphore shared by every ``generate`` call, so several stages feeding one backend still never put more
-than ``concurrency`` requests in flight. Both are created lazily inside the running loop.
+Built on aiohttp with one session and one connection pool per event loop, sized to the concurrency, and
+request slots shared by every ``generate`` call, so several stages feeding one backend still never put
+more than ``concurrency`` requests in flight (waiting requests take slots by priority, then in prompt
+order: :mod:`condor.llm.slots`). Both are created lazily inside the running loop.
 
 Start-up (:meth:`OpenAIBackend.check`): an unreachable server or a refused key raises
 :class:`BackendUnavailable`. The models the server lists are information, not a gate: servers answer
@@ -56,6 +57,7 @@ from condor.llm.base import keep_warning, with_defaults
 from condor.llm.dialects import PROBE_HEADER, ProbeReply, choose, probe_body, remember, schema_fields
 from condor.llm.errors import ALWAYS_RETRY, MAYBE_TRANSIENT, SETUP_ERRORS, model_missing, server_message
 from condor.llm.limits import RateLimiter, estimate_tokens
+from condor.llm.slots import RequestSlots
 from condor.llm.settings import check_base_url
 from condor.llm.wire import Refused as _Refused
 from condor.llm.wire import Secret as _Secret
@@ -86,14 +88,15 @@ _parse_retry_after = errors.parse_retry_after
 
 
 class _LoopState:
-    """What must belong to the running event loop: the HTTP session and the concurrency semaphore."""
+    """What must belong to the running event loop: the HTTP session and the request slots."""
 
-    __slots__ = ("loop", "session", "semaphore")
+    __slots__ = ("loop", "session", "slots")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, session: aiohttp.ClientSession, concurrency: int) -> None:
         self.loop = loop
         self.session = session
-        self.semaphore = asyncio.Semaphore(concurrency)
+        # Waiting requests get slots by priority, then in prompt order (shared prefixes together).
+        self.slots = RequestSlots(concurrency)
 
 
 class OpenAIBackend(LLMBackend):
@@ -210,8 +213,8 @@ class OpenAIBackend(LLMBackend):
         state = self._state
         if state is not None and state.loop is loop and not state.session.closed:
             return state
-        # First use, after aclose(), or from another event loop (a second asyncio.run): a session and a
-        # semaphore cannot cross loops, so make new ones. Call aclose() before leaving a loop.
+        # First use, after aclose(), or from another event loop (a second asyncio.run): a session and its
+        # request slots cannot cross loops, so make new ones. Call aclose() before leaving a loop.
         # The pool may hold exactly as many connections as requests may be in flight; check() and the
         # odd keep-alive race get a few spare.
         connector = aiohttp.TCPConnector(limit=self.concurrency + 4, limit_per_host=0, ttl_dns_cache=300)
@@ -373,7 +376,7 @@ class OpenAIBackend(LLMBackend):
             if hold > 0:
                 await asyncio.sleep(hold)
             try:
-                async with state.semaphore:
+                async with state.slots.hold(request):
                     if not data:
                         body = self._body(request)
                         data = json.dumps(body, ensure_ascii=False).encode("utf-8")

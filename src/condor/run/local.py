@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 
 from condor.llm.base import ChatRequest, Completion, LLMBackend, Usage
 from condor.llm.settings import settings_key
@@ -27,11 +27,23 @@ from condor.run.executor import Executor, StageOutcome
 from condor.run.progress import ProgressBoard, StageProgress
 from condor.run.recovery import OutputChecks
 from condor.run.steps import ModelStep
-from condor.run.store import RunStoreError, StageStore, record_hash
+from condor.run.store import FAILED, STALE, TRANSIENT, RunStoreError, StageStore, record_hash
 from condor.run.unit import OutageBreaker, make_unit, server_of
 from condor.stages.base import Record, Stage
 
+if TYPE_CHECKING:
+    from condor.run.orchestrate import StepChain
+
 __all__ = ["LocalExecutor", "StageOutcome", "StageRunner"]
+
+
+async def _each(inputs: Iterable[Record] | AsyncIterable[Record]) -> AsyncIterator[Record]:
+    if isinstance(inputs, AsyncIterable):
+        async for record in inputs:
+            yield record
+    else:
+        for record in inputs:
+            yield record
 
 
 class StageRunner:
@@ -50,6 +62,9 @@ class StageRunner:
         outage_after: int | None = None,
         collect_hashes: bool = False,
         checks: OutputChecks = OutputChecks(),
+        emit: Callable[[dict[str, Any]], None] | None = None,
+        plain: bool = False,
+        priority: int = 0,
         settings_key: str | None = None,
     ) -> None:
         self.stage = stage
@@ -66,12 +81,22 @@ class StageRunner:
         self.retry_failed = retry_failed
         # Off for batch generation: it needs no record of its inputs, and memory must not grow with them.
         self.collect_hashes = collect_hashes
+        #: Called with every unit of this execution, new or resumed from the store (streaming executors
+        #: hand its records on to the next step).
+        self.emit = emit
+        #: Leave the store plain at the end: one unit per input of this execution, units of inputs that
+        #: are gone and units superseded dropped, so that readers need no index of the step's inputs.
+        self.plain = plain
+        #: Requests of an earlier step in a pipeline get a server slot first (see ChatRequest.priority).
+        self.priority = priority
         # This many inputs in a row failing at the transport level (after the backend's own retries)
         # means the server is down: stop, rather than record the whole rest of the run as failures.
         self.outage_after = outage_after or max(32, self.window)
 
     async def _send(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         send = self.batcher.generate if self.batcher is not None else self.backend.generate
+        for request in requests:  # fresh objects from the stage: marking them costs less than copying
+            request.priority = self.priority
         return await send(requests)
 
     async def _process(self, record: Record, digest: str) -> tuple[dict[str, Any], Usage]:
@@ -80,15 +105,17 @@ class StageRunner:
             settings=self.settings_key,
         )
 
-    async def run(self, inputs: Iterable[Record], total: int | None = None) -> StageOutcome:
+    async def run(self, inputs: Iterable[Record] | AsyncIterable[Record], total: int | None = None) -> StageOutcome:
         started = time.monotonic()
         self.store.open()
         # Units that failed at the transport level are sent again: this executor only runs an unfinished
         # stage (or one the user asked to retry), and such failures usually mean the server was down.
-        done = self.store.done_map(include_failed=not self.retry_failed, include_transient=False,
-                                   settings=self.settings_key)
+        shards = self.store.shard_paths()
+        existing = self.store.latest_index(self.settings_key)
+        redo = (FAILED, TRANSIENT, STALE) if self.retry_failed else (TRANSIENT, STALE)
+        superseded = False
         outcome = StageOutcome(self.stage.name)
-        progress = StageProgress(self.stage.name, total, resumed=0)
+        self.progress = progress = StageProgress(self.stage.name, total, resumed=0)
         pending: set[asyncio.Task] = set()
         slots = asyncio.Semaphore(self.window)
         fatal: list[BaseException] = []
@@ -117,21 +144,27 @@ class StageRunner:
                 fatal.append(outage)
             outcome.count(progress, records=len(unit["records"]), rejections=len(unit["rejections"]),
                           failed=bool(unit.get("error")), usage=usage)
+            if self.emit is not None:
+                self.emit(unit)
 
         with self.board.track(progress):
             tick = asyncio.create_task(self.board.redraw())
             try:
-                for record in inputs:
+                async for record in _each(inputs):
                     outcome.inputs += 1
                     digest = record_hash(record)
                     if self.collect_hashes:
                         outcome.input_hashes[record["id"]] = digest
                     # Done means done for this very content: an input that changed upstream (a retried
                     # refinement, say) is processed again, and its new unit supersedes the old one.
-                    if record["id"] in done and done[record["id"]] in (digest, None):
+                    entry = existing.pop(record["id"], None) if self.plain else existing.get(record["id"])
+                    if entry is not None and entry[1] not in redo and entry[0] in (digest, None):
                         outcome.resumed += 1
                         progress.resumed += 1
+                        if self.emit is not None:
+                            self.emit(self.store.read_at(shards[entry[2]], entry[3]))
                         continue
+                    superseded = superseded or entry is not None
                     await slots.acquire()
                     if fatal:
                         break
@@ -153,6 +186,13 @@ class StageRunner:
                     await self.batcher.aclose()
         if fatal:
             raise fatal[0]
+        if self.plain:
+            # What is left in ``existing`` belongs to inputs that are gone (an upstream gate redone
+            # with other settings): their units leave with the superseded ones.
+            if existing or superseded or len(shards) > 1:
+                self.store.compact(frozenset(existing))
+            outcome.plain = True
+        outcome.models[self.stage.role] = self.backend.describe()
         outcome.seconds = time.monotonic() - started
         return outcome
 
@@ -184,10 +224,11 @@ class LocalExecutor(Executor):
     def model_of(self, role: str) -> str:
         return self.backends[role].identity
 
-    async def run(self, step: ModelStep, inputs: Iterable[Record], store: StageStore, *, total: int | None) -> StageOutcome:
+    def runner(self, step: ModelStep, store: StageStore, emit=None, priority: int = 0) -> StageRunner:
+        """The runner of one execution of ``step``: it leaves the store plain (one unit per input)."""
         assert step.stage is not None
         role = step.stage.role
-        runner = StageRunner(
+        return StageRunner(
             step.stage,
             self.backends[role],
             store,
@@ -195,13 +236,22 @@ class LocalExecutor(Executor):
             window=self.window,
             board=self.board,
             retry_failed=self.retry_failed,
-            collect_hashes=True,
             checks=OutputChecks(step.checks, step.resamples, reject_input=step.carries),
+            emit=emit,
+            plain=True,
+            priority=priority,
             settings_key=settings_key(step.settings),
         )
-        outcome = await runner.run(inputs, total=total)
-        outcome.models[role] = self.backends[role].describe()
-        return outcome
+
+    async def run(self, step: ModelStep, inputs: Iterable[Record], store: StageStore, *, total: int | None) -> StageOutcome:
+        assert step.stage is not None
+        return await self.runner(step, store).run(inputs, total=total)
+
+    async def run_chain(self, chain: "StepChain") -> None:
+        """Stream the chain's records from step to step (:mod:`condor.run.flow`)."""
+        from condor.run.flow import Flow
+
+        await Flow(chain, self.runner).run()
 
     async def aclose(self) -> None:
         if self.owns_backends:

@@ -11,10 +11,12 @@ two plans.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 from pathlib import Path
 from collections import Counter
+from typing import Iterator
 
 from condor.config import ConfigError, PipelineConfig
 from condor.run.records import PLAN_FILE
@@ -28,7 +30,7 @@ from condor.tree.sample import sample_leaves
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PLAN_FILE", "append_draw", "build_plan", "load_or_create_plan", "plan_fingerprint", "trees_for"]
+__all__ = ["PLAN_FILE", "append_draw", "build_plan", "plan_items", "load_or_create_plan", "plan_fingerprint", "trees_for"]
 
 
 def languages(lang: str) -> list[str]:
@@ -71,7 +73,19 @@ def build_plan(
     down by ``used`` (how often each already appears, and has kept rows), and ``seen`` keeps ids unique
     across draws.
     """
-    items: list[Record] = []
+    return list(plan_items(pipeline, tasks, leaves, draw=draw, seen=seen, used=used))
+
+
+def plan_items(
+    pipeline: PipelineConfig,
+    tasks: dict[str, TaskType],
+    leaves: int,
+    *,
+    draw: int = 0,
+    seen: dict[str, int] | None = None,
+    used: Counter | None = None,
+) -> Iterator[Record]:
+    """The work items of :func:`build_plan` one at a time, so a large plan is written without a list."""
     seen = {} if seen is None else seen
     for lang, tree in trees_for(pipeline).items():
         seed = pipeline.seed if draw == 0 else hash_seed(pipeline.seed, draw)
@@ -91,7 +105,7 @@ def build_plan(
                 seen[base] = seen.get(base, 0) + 1
                 # Sampling past the number of leaves repeats leaves; the draw number keeps ids unique.
                 item_id = base if seen[base] == 1 else f"{base}~{seen[base]}"
-                items.append(
+                yield (
                     {
                         "id": item_id,
                         "tag_path": list(path),
@@ -103,7 +117,6 @@ def build_plan(
                         **({"draw": draw} if draw else {}),
                     }
                 )
-    return items
 
 
 def hash_seed(seed: int, draw: int) -> int:
@@ -136,17 +149,21 @@ def load_or_create_plan(
     run.bind_inputs("plan", plan_fingerprint(pipeline, list(tasks), "growing" if growing else leaves))
     run.bind_inputs("shard", pipeline.shard or "all")
     if path.exists():
-        return sum(1 for _ in path.open(encoding="utf-8"))
-    items = build_plan(pipeline, tasks, leaves)
-    if not items:
+        with path.open(encoding="utf-8") as handle:
+            return sum(1 for _ in handle)
+    items = plan_items(pipeline, tasks, leaves)
+    first = next(items, None)
+    if first is None:
         raise ConfigError("the plan is empty: no leaves or no tasks selected")
     if pipeline.shard is not None:
         index, count = parse_shard(pipeline.shard)
-        run.manifest["shard"] = {"index": index, "count": count, "plan_items": len(items),
-                                 "plan_digest": plan_digest(item["id"] for item in items)}
+        ids = [item["id"] for item in itertools.chain([first], items)]
+        run.manifest["shard"] = {"index": index, "count": count, "plan_items": len(ids), "plan_digest": plan_digest(ids)}
         run.save_manifest()
-        items = [item for item in items if shard_of(item["id"], count) == index]
-    return atomic_write_lines(path, (dumps(item) for item in items))
+        # A second pass over the (deterministic) plan, so that only the ids were held, never the items.
+        mine = (item for item in plan_items(pipeline, tasks, leaves) if shard_of(item["id"], count) == index)
+        return atomic_write_lines(path, (dumps(item) for item in mine))
+    return atomic_write_lines(path, (dumps(item) for item in itertools.chain([first], items)))
 
 
 def append_draw(

@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
+from condor.run.sorting import sorted_records
 from condor.run.steps import PLAN
 from condor.run.store import RUN_FORMAT, RunStoreError, StageStore, record_hash
 from condor.stages.base import Record
@@ -53,6 +54,14 @@ def noted(record: Record, stage: str, reason: str, detail: str, round_: int | No
     notes = list(record.get("refine_notes", []))
     notes.append({"round": round_, "stage": stage, "reason": reason, "detail": detail[:NOTE_CHARS]})
     return {**record, "refine_notes": notes}
+
+
+def carried_records(unit: dict[str, Any], stage: str, round_: int | None) -> Iterator[Record]:
+    """The inputs of one unit that a carrying step hands on unprocessed, each noted with why."""
+    for rejection in unit.get("rejections", ()):
+        yield noted(rejection["record"], stage, rejection.get("reason", ""), rejection.get("detail", ""), round_)
+    if unit.get("error") and unit.get("input"):
+        yield noted(unit["input"], stage, "backend_error", unit.get("error", ""), round_)
 
 
 class RunReader:
@@ -127,9 +136,10 @@ class RunReader:
         self._current[name] = current
 
     def current(self, name: str) -> dict[str, str] | None:
-        """``{input_id: hash}`` of a model step's current inputs; None for steps rewritten whole."""
+        """``{input_id: hash}`` of a model step's current inputs; None for steps rewritten whole and for
+        steps whose executor left one unit per current input (a plain store: nothing to filter out)."""
         if name not in self._current:
-            if self.spec(name)["kind"] == "model":
+            if self.spec(name)["kind"] == "model" and not self.store(name).is_plain():
                 self._current[name] = {r["id"]: record_hash(r) for r in self.inputs(name)}
             else:
                 self._current[name] = None
@@ -151,17 +161,19 @@ class RunReader:
     def carried(self, name: str) -> Iterator[Record]:
         """The inputs a carrying step could not process, each with a note saying why."""
         round_ = self.spec(name).get("round")
-        for rejection in self.step_rejections(name):
-            yield noted(rejection["record"], name, rejection.get("reason", ""), rejection.get("detail", ""), round_)
-        for unit in self.step_failures(name):
-            if unit.get("input"):
-                yield noted(unit["input"], name, "backend_error", unit.get("error", ""), round_)
+        for unit in self.store(name).latest_units(self.current(name)):
+            yield from carried_records(unit, name, round_)
 
     def count(self, name: str) -> int:
         return sum(1 for _ in self.records(name))
 
     def final_records(self) -> list[Record]:
-        """The records of the final step, in id order (what ``sft.jsonl`` is made from).
+        """The records of the final step, in id order, as a list (see :meth:`iter_final_records`)."""
+        return list(self.iter_final_records())
+
+    def iter_final_records(self) -> Iterator[Record]:
+        """The records of the final step, in id order (what ``sft.jsonl`` is made from), streamed: the
+        sort spills to disk (:mod:`condor.run.sorting`), so memory does not grow with the run.
 
         A ``--target N`` run keeps exactly N of them, the earliest draws of its plan first; the rest are
         surplus, not part of the dataset.
@@ -171,11 +183,20 @@ class RunReader:
             raise RunStoreError(f"{self.root}: the run has not finished any pipeline yet; nothing to read")
         if not self.is_complete(final):
             raise RunStoreError(f"{self.root}: step {final!r} has not finished; rerun the command that made this run")
-        records = list(self.records(final))
         limit = (self.manifest.get("final") or {}).get("limit")
-        if limit is not None:
-            records = sorted(records, key=lambda r: (r.get("draw", 0), r["id"]))[:limit]
-        return sorted(records, key=lambda r: r["id"])
+        return self._final(final, limit)
+
+    def _final(self, final: str, limit: int | None) -> Iterator[Record]:
+        if limit is None:
+            yield from sorted_records(self.records(final))
+            return
+        cutoff = None
+        for count, record in enumerate(sorted_records(self.records(final), key=_by_draw), start=1):
+            if count == limit:
+                cutoff = _by_draw(record)
+                break
+        kept = self.records(final) if cutoff is None else (r for r in self.records(final) if _by_draw(r) <= cutoff)
+        yield from sorted_records(kept)
 
     def rejections(self) -> Iterator[dict[str, Any]]:
         """Every record that left the pipeline before the final step, and every failed model call.
@@ -197,6 +218,10 @@ class RunReader:
             for unit in self.step_failures(name):
                 yield {"stage": name, "reason": "backend_error", "detail": unit.get("error", ""),
                        "id": unit["input_id"], "record": unit.get("input") or {}}
+
+
+def _by_draw(record: Record) -> tuple[int, str]:
+    return record.get("draw", 0), record["id"]
 
 
 def read_run(root: str | Path) -> RunReader:

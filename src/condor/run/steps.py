@@ -4,9 +4,11 @@ Three kinds of step:
 
 - :class:`ModelStep` runs a :class:`~condor.stages.base.Stage` (prompt building and parsing) with the
   backend of the stage's role; an executor does the calling.
-- :class:`GateStep` runs model-free :class:`~condor.filters.base.Gate` checks (filters, selection) over every input record,
-  in id order, so that stateful gates such as near-duplicate removal give the same answer however the
-  records arrived. It is cheap and is redone whole whenever its inputs or settings change.
+- :class:`GateStep` runs model-free :class:`~condor.filters.base.Gate` checks (filters, selection) over every input record.
+  A step with an ``ordered`` gate (state across records, such as near-duplicate removal) sees its
+  records in id order and in fixed chunks, so it gives the same answer however the records arrived;
+  the others see records as they come. It is cheap and is redone whole whenever its inputs or
+  settings change.
 - :class:`SourceStep` brings records in from outside the run (an existing dataset to refine).
 
 A step reads the records of the step named by ``reads`` (``None``: the step before it in the list, so
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from condor.filters.base import Gate
+from condor.run.sorting import sorted_records
 from condor.stages.base import Record, Rejection, Stage
 
 #: The pseudo-step that the first model step reads: the run's plan (``OUT/plan.jsonl``).
@@ -95,27 +98,54 @@ class GateStep(Step):
     def settings(self) -> list[Any]:
         return [[gate.name, gate.settings] for gate in self.gates]
 
-    def units(self, records: Iterable[Record]) -> Iterator[dict[str, Any]]:
-        """One unit per input record, in id order: the kept record or the rejection.
+    @property
+    def ordered(self) -> bool:
+        """Whether a gate of the step needs records in id order (see :class:`Gate`)."""
+        return any(gate.ordered or gate.chunked for gate in self.gates)
 
-        Records go through in chunks, so that a gate that embeds text can batch; chunks keep the id
-        order, so a stateful gate (duplicates) sees records exactly as one by one.
-        """
+    @property
+    def chunked(self) -> bool:
+        """Whether a gate of the step needs the fixed chunks of :data:`GATE_CHUNK` records in id order."""
+        return any(gate.chunked for gate in self.gates)
+
+    def checker(self) -> Callable[[list[Record]], list[dict[str, Any]]]:
+        """One execution of the gates (fresh state): call it with successive chunks of records; it
+        returns one unit per record, in order, with the kept record or the first rejection."""
         gates = [gate.fresh() for gate in self.gates]
-        ordered = sorted(records, key=lambda r: r["id"])
-        for start in range(0, len(ordered), GATE_CHUNK):
-            chunk = ordered[start : start + GATE_CHUNK]
+
+        def check(chunk: list[Record]) -> list[dict[str, Any]]:
             verdicts: list[Record | Rejection] = list(chunk)
             for gate in gates:
                 alive = [i for i, v in enumerate(verdicts) if not isinstance(v, Rejection)]
                 for i, verdict in zip(alive, gate.check_batch([verdicts[i] for i in alive]), strict=True):
                     verdicts[i] = verdict  # type: ignore[assignment]
+            units = []
             for record, verdict in zip(chunk, verdicts):
                 if isinstance(verdict, Rejection):
                     rejection = replace(verdict, stage=self.name).to_dict()
-                    yield {"input_id": record["id"], "records": [], "rejections": [rejection]}
+                    units.append({"input_id": record["id"], "records": [], "rejections": [rejection]})
                 else:
-                    yield {"input_id": record["id"], "records": [verdict], "rejections": []}
+                    units.append({"input_id": record["id"], "records": [verdict], "rejections": []})
+            return units
+
+        return check
+
+    def units(self, records: Iterable[Record]) -> Iterator[dict[str, Any]]:
+        """One unit per input record, in id order: the kept record or the rejection.
+
+        Records go through in chunks of :data:`GATE_CHUNK`, so that a gate that embeds text can batch;
+        chunks keep the id order, so a stateful gate (duplicates) sees records exactly as one by one.
+        The sort spills to disk past a few thousand records (:mod:`condor.run.sorting`).
+        """
+        check = self.checker()
+        chunk: list[Record] = []
+        for record in sorted_records(records):
+            chunk.append(record)
+            if len(chunk) == GATE_CHUNK:
+                yield from check(chunk)
+                chunk = []
+        if chunk:
+            yield from check(chunk)
 
 
 @dataclass(frozen=True)

@@ -20,21 +20,29 @@ name and renamed, so a reader never sees half of one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-# Re-exported: callers write whole files through the run store's names.
-from condor.files import atomic_write_lines, atomic_write_text  # noqa: F401
+from condor.files import file_mode
+
+# Whole-file writes and the unit encoding live in run/files.py; imported here too, where callers find them.
+from condor.run.files import (  # noqa: F401  (atomic_write_* and dumps are found here by callers)
+    RunStoreError, atomic_write_lines, atomic_write_text, cut_torn_tail, dumps, record_hash, refuse_symlink,
+)
 
 if TYPE_CHECKING:
     from condor.run.lock import RunLock
 
 RUN_FORMAT = "condor-run v1"
+#: States of an input's latest unit (:meth:`StageStore.latest_index`).
+#: STALE: made under other sampling settings than the ones asked for (provenance), so not done.
+DONE, FAILED, TRANSIENT, STALE = 0, 1, 2, 3
 LOCK_FILE = ".lock"
 _WRITER = re.compile(r"[A-Za-z0-9._-]{1,64}")
 #: The datasets Condor writes at the top of a run directory. One of these in a directory without a
@@ -42,30 +50,6 @@ _WRITER = re.compile(r"[A-Za-z0-9._-]{1,64}")
 OUTPUT_NAMES = frozenset({"output.jsonl", "sft.jsonl", "void.jsonl", "preference.jsonl", "rejected.jsonl"})
 #: Everything Condor writes at the top of a run directory: never read as an input of the same run.
 OWN_NAMES = OUTPUT_NAMES | {"manifest.json", "plan.jsonl", "stages", "inputs", "exports"}
-
-
-class RunStoreError(RuntimeError):
-    """The run directory is unusable or was made by an incompatible run; the message says how to proceed."""
-
-
-def dumps(obj: Any) -> str:
-    """Compact JSON that can always be written as UTF-8.
-
-    Text with lone surrogates (a model that split an emoji, a hand-made input with a bad escape) cannot
-    be encoded as UTF-8; such objects are written with ASCII escapes instead, which JSON readers accept.
-    """
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return json.dumps(obj, ensure_ascii=True, separators=(",", ":"))
-    return text
-
-
-def record_hash(record: Any) -> str:
-    """A fingerprint of a record's content, stored with its unit to notice inputs that changed."""
-    blob = json.dumps(record, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
-    return hashlib.sha1(blob.encode("ascii")).hexdigest()
 
 
 class StageStore:
@@ -103,55 +87,42 @@ class StageStore:
         return ([main] if main.exists() else []) + others
 
     # -- reading -------------------------------------------------------------------------------------
-    def _repair_tail(self) -> None:
-        """Cut a torn last line (no trailing newline) left by a crash mid-write."""
-        if not self.units_path.exists():
-            return
-        size = self.units_path.stat().st_size
-        if size == 0:
-            return
-        with self.units_path.open("rb+") as handle:
-            handle.seek(size - 1)
-            if handle.read(1) == b"\n":
-                return
-            # Walk back to the last newline; everything after it is an unfinished unit.
-            block = 1 << 16
-            pos = size
-            keep = 0
-            while pos > 0:
-                start = max(0, pos - block)
-                handle.seek(start)
-                chunk = handle.read(pos - start)
-                idx = chunk.rfind(b"\n")
-                if idx >= 0:
-                    keep = start + idx + 1
-                    break
-                pos = start
-            handle.truncate(keep)
 
     @staticmethod
     def _read_shard(path: Path) -> Iterator[dict[str, Any]]:
+        for _, unit in StageStore._read_shard_at(path):
+            yield unit
+
+    @staticmethod
+    def _read_shard_at(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+        """``(byte offset, unit)`` of every complete line of one shard."""
         try:
-            with path.open("r", encoding="utf-8") as handle:
-                for number, line in enumerate(handle, start=1):
-                    if not line.endswith("\n"):
+            with path.open("rb") as handle:
+                offset = 0
+                for number, raw in enumerate(handle, start=1):
+                    if not raw.endswith(b"\n"):
                         return  # torn tail of a crashed writer; cut off on its next append
-                    try:
-                        unit = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise RunStoreError(
-                            f"{path}:{number}: unreadable unit ({exc.msg}); the file was edited or corrupted"
-                        ) from None
-                    if not isinstance(unit, dict) or not isinstance(unit.get("input_id"), str):
-                        raise RunStoreError(
-                            f"{path}:{number}: not a unit (an object with a string 'input_id'); "
-                            "the file was edited or corrupted"
-                        )
-                    yield unit
+                    yield offset, StageStore._parse_unit(path, number, raw)
+                    offset += len(raw)
         except FileNotFoundError:
             return
+
+    @staticmethod
+    def _parse_unit(path: Path, number: int, raw: bytes) -> dict[str, Any]:
+        try:
+            unit = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError:
             raise RunStoreError(f"{path}: not UTF-8 text; the file was edited or corrupted") from None
+        except json.JSONDecodeError as exc:
+            raise RunStoreError(
+                f"{path}:{number}: unreadable unit ({exc.msg}); the file was edited or corrupted"
+            ) from None
+        if not isinstance(unit, dict) or not isinstance(unit.get("input_id"), str):
+            raise RunStoreError(
+                f"{path}:{number}: not a unit (an object with a string 'input_id'); "
+                "the file was edited or corrupted"
+            )
+        return unit
 
     def iter_units(self) -> Iterator[dict[str, Any]]:
         """Every unit of every shard, shard by shard in file order (superseded ones included).
@@ -165,23 +136,53 @@ class StageStore:
         """The units of this writer's shard alone, in file order (a writer resuming its own part)."""
         return self._read_shard(self.units_path)
 
-    def _latest_positions(self) -> dict[str, tuple[float, int, int]]:
-        """``{input_id: (written at, shard, line)}`` of each input's latest unit."""
-        latest: dict[str, tuple[float, int, int]] = {}
+    def is_plain(self) -> bool:
+        """Whether the step finished with exactly one unit per current input, all in the main shard.
+
+        The executor says so in the completion marker after it has dropped superseded and stale units;
+        such a step is read line by line, with no index of its units in memory.
+        """
+        marker = self.completion() if self.is_complete() else None
+        return bool(marker and marker.get("plain")) and self.shard_paths() in ([], [self.directory / "units.jsonl"])
+
+    def latest_index(self, settings: str | None = None) -> dict[str, tuple[str | None, int, int, int]]:
+        """``{input_id: (input_hash, state, shard, byte offset)}`` of each input's latest unit.
+
+        ``state`` is :data:`DONE`, :data:`FAILED` (a permanent failure), :data:`TRANSIENT` (a failure
+        at the transport level) or, given the fingerprint ``settings`` of the sampling settings asked
+        for, :data:`STALE` for a unit made under others; ``shard`` numbers :meth:`shard_paths` as it is now. Within a shard the
+        later line wins; across shards the later write.
+        """
+        latest: dict[str, tuple[str | None, int, int, int]] = {}
+        written: dict[str, float] = {}
         for shard, path in enumerate(self.shard_paths()):
-            for line, unit in enumerate(self._read_shard(path)):
+            for offset, unit in self._read_shard_at(path):
+                input_id = unit["input_id"]
                 at = unit.get("at", 0.0)
-                previous = latest.get(unit["input_id"])
-                # Within a shard the later line wins; across shards the later write.
-                if previous is None or previous[1] == shard or (at, shard) >= previous[:2]:
-                    latest[unit["input_id"]] = (at if isinstance(at, (int, float)) else 0.0, shard, line)
+                at = at if isinstance(at, (int, float)) else 0.0
+                previous = latest.get(input_id)
+                if previous is None or previous[2] == shard or at >= written[input_id]:
+                    state = (TRANSIENT if unit.get("transient") else FAILED) if unit.get("error") else DONE
+                    if settings is not None and unit.get("settings") not in (None, settings):
+                        state = STALE
+                    latest[input_id] = (unit.get("input_hash"), state, shard, offset)
+                    written[input_id] = at
         return latest
 
+    def read_at(self, path: Path, offset: int) -> dict[str, Any]:
+        """The unit at byte ``offset`` of the shard ``path`` (from :meth:`latest_index`)."""
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            return self._parse_unit(path, 0, handle.readline())
+
     def _iter_latest(self) -> Iterator[dict[str, Any]]:
-        latest = {(shard, line) for _, shard, line in self._latest_positions().values()}
+        if self.is_plain():
+            yield from self.iter_units()
+            return
+        latest = {(shard, offset) for _, _, shard, offset in self.latest_index().values()}
         for shard, path in enumerate(self.shard_paths()):
-            for line, unit in enumerate(self._read_shard(path)):
-                if (shard, line) in latest:
+            for offset, unit in self._read_shard_at(path):
+                if (shard, offset) in latest:
                     yield unit
 
     def done_map(
@@ -193,14 +194,11 @@ class StageStore:
         With ``settings`` (a fingerprint of the sampling settings), a unit made under other settings is
         not done: its input is processed again under these.
         """
-        done: dict[str, str | None] = {}
-        for unit in self._iter_latest():
-            failed = bool(unit.get("error"))
-            retry = failed and (not include_failed or (unit.get("transient") and not include_transient))
-            stale = settings is not None and unit.get("settings") not in (None, settings)
-            if not retry and not stale:
-                done[unit["input_id"]] = unit.get("input_hash")
-        return done
+        return {
+            input_id: digest
+            for input_id, (digest, state, _, _) in self.latest_index(settings).items()
+            if state == DONE or (state == FAILED and include_failed) or (state == TRANSIENT and include_failed and include_transient)
+        }
 
     def done_ids(self, *, include_failed: bool = True, include_transient: bool = True) -> set[str]:
         return set(self.done_map(include_failed=include_failed, include_transient=include_transient))
@@ -242,7 +240,7 @@ class StageStore:
         self._refuse_links()
         self.directory.mkdir(parents=True, exist_ok=True)
         self._refuse_links()
-        self._repair_tail()
+        cut_torn_tail(self.units_path)
         self._seq = sum(1 for _ in self._read_shard(self.units_path))
         self._fd = os.open(self.units_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
 
@@ -271,14 +269,56 @@ class StageStore:
 
     def rewrite(self, units: Iterator[dict[str, Any]]) -> int:
         """Replace the whole step with ``units`` in the main shard (model-free steps are redone whole)."""
+        with self.rewriter() as write:
+            for unit in units:
+                write(unit)
+        return write.count  # type: ignore[attr-defined]
+
+    @contextmanager
+    def rewriter(self) -> Iterator[Callable[[dict[str, Any]], None]]:
+        """``with store.rewriter() as write: write(unit)...``: the step's new content, unit by unit.
+
+        The units go to a temporary file that replaces the main shard (and every other shard) only
+        when the block ends without an error; until then readers see the step as it was.
+        """
         self._refuse_links()
         self.clear_complete()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._refuse_links()
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.units_path.name}.", suffix=".tmp", dir=self.directory)
+        os.fchmod(fd, file_mode())
+        handle = os.fdopen(fd, "w", encoding="utf-8")
+
+        def write(unit: dict[str, Any]) -> None:
+            handle.write(dumps(unit))
+            handle.write("\n")
+            write.count += 1  # type: ignore[attr-defined]
+
+        write.count = 0  # type: ignore[attr-defined]
+        try:
+            yield write
+            handle.flush()
+            os.fsync(handle.fileno())
+            handle.close()
+            os.replace(tmp, self.units_path)
+        except BaseException:
+            handle.close()
+            Path(tmp).unlink(missing_ok=True)
+            raise
         for path in self.shard_paths():
             if path != self.units_path:
                 path.unlink()
-        for marker in self.directory.glob("done-*.json") if self.directory.is_dir() else ():
+        for marker in self.directory.glob("done-*.json"):
             marker.unlink()
-        return atomic_write_lines(self.units_path, (dumps(unit) for unit in units))
+
+    def compact(self, drop: set[str] | frozenset[str] = frozenset()) -> int:
+        """Keep only the latest unit of each input, less the inputs in ``drop``, in the main shard.
+
+        Called by an executor that ran the step over its current inputs: superseded units and units of
+        inputs that are gone (``drop``) leave, so that the step can be marked plain.
+        """
+        kept = (unit for unit in self._iter_latest() if unit["input_id"] not in drop)
+        return self.rewrite(kept)
 
     def is_complete(self) -> bool:
         return self.complete_path.exists()
@@ -306,12 +346,6 @@ class StageStore:
         if not self.directory.is_dir():
             return set()
         return {path.name[len("done-"):-len(".json")] for path in self.directory.glob("done-*.json")}
-
-
-def refuse_symlink(path: Path) -> None:
-    # Writing through a link would put run data wherever the link points, outside the run directory.
-    if path.is_symlink():
-        raise RunStoreError(f"{path} is a symbolic link; Condor writes only real files inside the run directory")
 
 
 class RunDirectory:
