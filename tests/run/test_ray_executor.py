@@ -312,3 +312,14 @@ def test_the_local_ray_has_no_gpu_and_the_vllm_path_says_so(ray_address):
 
     with pytest.raises(ConfigError, match="this Ray cluster has none"):
         require_gpus(ray.cluster_resources())
+
+
+def test_a_linked_step_folder_is_refused_before_anything_is_staged_through_it(tmp_path, ray_address, server):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "run"
+    (out / "stages").mkdir(parents=True)
+    (out / "stages" / "questions").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(Exception, match="symbolic link"):
+        asyncio.run(arun_pipeline(config(server, "ray", **{"pipeline.leaves": 2}), out, mode="void"))
+    assert list(elsewhere.iterdir()) == []

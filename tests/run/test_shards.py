@@ -129,10 +129,14 @@ def test_merged_shards_hold_the_records_of_one_unsharded_run(runs, server):
     assert [m["shard"] for m in manifest["merged_from"]] == ["0/3", "1/3", "2/3"]
     assert "shard" not in manifest and manifest["config"]["pipeline"]["shard"] is None
 
-    # The unsharded command finds every step of the merged run finished: no request, same dataset.
+    # The unsharded command finds every step of the merged run finished: no request, no step redone,
+    # same dataset.
     before = server.request_count
+    state = lambda: {path: (path.read_text(), path.stat().st_mtime_ns) for path in (out / "stages").glob("*/complete.json")}  # noqa: E731
+    markers = state()
     cli("run", "-o", out, *common)
     assert server.request_count == before
+    assert markers and state() == markers
     assert read_jsonl(out / "sft.jsonl") == read_jsonl(full / "sft.jsonl")
     # And it reads like any run.
     cli("export", out, "--format", "messages", "-o", root / "exported")
@@ -357,3 +361,26 @@ def test_shards_cannot_grow_a_plan_or_split_a_file(tmp_path, server):
     data.write_text(json.dumps({"question": "What is a prime number?", "answer": "A number with two divisors."}) + "\n")
     result = cli("refine", "-o", tmp_path / "r", "--input", data, "-c", config, *args, code=2)
     assert "not a dataset given with --input" in result.output
+
+
+def test_gates_that_keep_state_are_left_to_the_merge_unless_they_say_otherwise():
+    from condor.filters.base import Gate
+    from condor.filters.gates import NearDuplicates
+    from condor.filters.relevance import OnTopic, TopicScorer
+    from condor.run.shards import defer_cross_record_gates
+    from condor.run.steps import GateStep
+
+    class Counting(Gate):  # a user's gate with the default flags: it may keep state
+        name = "counting"
+
+        def check(self, record):
+            return record
+
+    class MiniLMLike(TopicScorer):
+        kind = "minilm"
+
+    steps = [GateStep("question_filter", gates=(OnTopic(TopicScorer()), OnTopic(MiniLMLike()), NearDuplicates(0.8),
+                                                Counting()))]
+    (kept,), deferred = defer_cross_record_gates(steps)
+    assert [g.name for g in kept.gates] == ["on_topic", "on_topic"]
+    assert [name for name, _ in deferred["question_filter"]] == ["near_duplicates", "counting"]

@@ -35,8 +35,14 @@ class Gate(ABC):
     ordered: bool = True
     chunked: bool = True
     #: The verdict on a record depends on other records (a duplicate index), not on the record alone.
-    #: A sharded run leaves such gates to ``condor merge``, which applies them over every shard.
-    across_records: bool = False
+    #: A sharded run leaves such gates to ``condor merge``, which applies them over every shard. None
+    #: (the default) means "as ``ordered`` says": a gate that keeps state is left to the merge unless
+    #: it says otherwise.
+    across_records: bool | None = None
+
+    @property
+    def decides_across_records(self) -> bool:
+        return self.ordered if self.across_records is None else self.across_records
 
     @property
     def settings(self) -> Any:

@@ -355,7 +355,8 @@ def _build(shards: list[Shard], plan: list[dict[str, Any]], building: Path) -> M
         upstream = [spec.get("reads"), *spec.get("carry_from", ())]
         if spec["kind"] == "model":
             _merge_model_step(run, reader, shards, name)
-            settings = None
+            # Keyed like the orchestrator keys a model step: with the sampling settings that made it.
+            settings = first["stages"].get(name, {}).get("settings") or None
         elif spec["kind"] == "gate":
             dropped = _merge_gate_step(reader, run, shards, name, info.get("deferred", {}).get(name, []))
             if dropped:
@@ -367,7 +368,7 @@ def _build(shards: list[Shard], plan: list[dict[str, Any]], building: Path) -> M
         if spec["kind"] == "model":
             usages = [s.manifest["stages"].get(name, {}).get("usage", {}) for s in shards]
             entry["usage"] = {k: sum(u.get(k, 0) for u in usages) for k in usages[0]} if usages[0] else {}
-            for part in ("template_version", "model", "backend"):
+            for part in ("template_version", "model", "backend", "settings"):
                 if part in first["stages"].get(name, {}):
                     entry[part] = first["stages"][name][part]
             result.failures += entry["failures"]

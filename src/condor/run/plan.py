@@ -157,11 +157,15 @@ def load_or_create_plan(
         raise ConfigError("the plan is empty: no leaves or no tasks selected")
     if pipeline.shard is not None:
         index, count = parse_shard(pipeline.shard)
-        ids = [item["id"] for item in itertools.chain([first], items)]
+        # Every id (for the digest the merge checks) but only this shard's items are held.
+        ids: list[str] = []
+        mine: list[Record] = []
+        for item in itertools.chain([first], items):
+            ids.append(item["id"])
+            if shard_of(item["id"], count) == index:
+                mine.append(item)
         run.manifest["shard"] = {"index": index, "count": count, "plan_items": len(ids), "plan_digest": plan_digest(ids)}
         run.save_manifest()
-        # A second pass over the (deterministic) plan, so that only the ids were held, never the items.
-        mine = (item for item in plan_items(pipeline, tasks, leaves) if shard_of(item["id"], count) == index)
         return atomic_write_lines(path, (dumps(item) for item in mine))
     return atomic_write_lines(path, (dumps(item) for item in itertools.chain([first], items)))
 

@@ -162,7 +162,9 @@ class RayExecutor(Executor):
         token = f"{int(time.time()):x}{os.getpid() % 4096:03x}"
         # Absolute paths: a worker's working directory is not the driver's (it is the one Ray started
         # in), and a relative -o or cache: would have it read and write somewhere else.
-        stage_dir = store.directory.resolve()
+        # absolute(), not resolve(): a link below the run directory is refused, never followed.
+        store.refuse_links()
+        stage_dir = store.directory.absolute()
         staged = BlockFiles(stage_dir / f"{STAGING_PREFIX}{token}", block_size)
         try:
             for record in inputs:

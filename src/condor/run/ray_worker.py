@@ -160,11 +160,12 @@ class BlockWorker:
         assert step.stage is not None
         checks = OutputChecks(step.checks, step.resamples, reject_input=step.carries)
         structured = getattr(job.settings, "structured", "auto")
+        key = settings_key(step.settings)
 
         async def one(item: dict[str, Any]) -> tuple[dict[str, Any], Usage]:
             async with self.slots:
                 return await make_unit(step.stage, self.backend, item["record"], item["hash"],  # type: ignore[arg-type]
-                                       structured=structured, checks=checks, settings=settings_key(step.settings))
+                                       structured=structured, checks=checks, settings=key)
 
         tasks = [asyncio.ensure_future(one(item)) for item in items]
         try:

@@ -12,7 +12,9 @@ record the whole run keeps without an answer. So a shard *defers* such gates
 (:func:`defer_cross_record_gates`): it answers every question the per-record gates let through, and
 the merge applies the deferred gates to the merged records, in id order, exactly as one unsharded run
 would. The cost is answering the few near-duplicates that the merge then drops; the gain is that a
-merged run has exactly the records of the unsharded one.
+merged run has exactly the records of the unsharded one. A gate that keeps state is deferred unless it
+says otherwise (:attr:`~condor.filters.base.Gate.across_records`); the MiniLM on-topic gate does say so,
+since its batch changes only the last bits of a score.
 """
 
 from __future__ import annotations
@@ -68,9 +70,9 @@ def defer_cross_record_gates(steps: Sequence[Step]) -> tuple[list[Step], dict[st
     shard_steps: list[Step] = []
     deferred: dict[str, list[Any]] = {}
     for step in steps:
-        if isinstance(step, GateStep) and any(gate.across_records for gate in step.gates):
-            kept = tuple(gate for gate in step.gates if not gate.across_records)
-            deferred[step.name] = [[gate.name, gate.settings] for gate in step.gates if gate.across_records]
+        if isinstance(step, GateStep) and any(gate.decides_across_records for gate in step.gates):
+            kept = tuple(gate for gate in step.gates if not gate.decides_across_records)
+            deferred[step.name] = [[gate.name, gate.settings] for gate in step.gates if gate.decides_across_records]
             step = replace(step, gates=kept)
         shard_steps.append(step)
     return shard_steps, json.loads(json.dumps(deferred, default=str))

@@ -237,14 +237,15 @@ class StageStore:
     # -- writing -------------------------------------------------------------------------------------
     def open(self) -> None:
         """Open this writer's shard for appending (its torn tail, if any, is cut first)."""
-        self._refuse_links()
+        self.refuse_links()
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._refuse_links()
+        self.refuse_links()
         cut_torn_tail(self.units_path)
         self._seq = sum(1 for _ in self._read_shard(self.units_path))
         self._fd = os.open(self.units_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
 
-    def _refuse_links(self) -> None:
+    def refuse_links(self) -> None:
+        """Raise :class:`RunStoreError` when ``stages/``, the step's folder or its shard is a symbolic link."""
         # The step's folder, ``stages/`` and the shard itself: a link anywhere below the run directory
         # would put run data wherever it points.
         for path in (self.directory.parent, self.directory, self.units_path):
@@ -281,10 +282,10 @@ class StageStore:
         The units go to a temporary file that replaces the main shard (and every other shard) only
         when the block ends without an error; until then readers see the step as it was.
         """
-        self._refuse_links()
+        self.refuse_links()
         self.clear_complete()
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._refuse_links()
+        self.refuse_links()
         fd, tmp = tempfile.mkstemp(prefix=f".{self.units_path.name}.", suffix=".tmp", dir=self.directory)
         os.fchmod(fd, file_mode())
         handle = os.fdopen(fd, "w", encoding="utf-8")
@@ -332,7 +333,7 @@ class StageStore:
         return data if isinstance(data, dict) else None
 
     def mark_complete(self, summary: dict[str, Any]) -> None:
-        self._refuse_links()
+        self.refuse_links()
         atomic_write_text(self.complete_path, json.dumps(summary, indent=2, ensure_ascii=False))
 
     def clear_complete(self) -> None:
