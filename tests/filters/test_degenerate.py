@@ -7,7 +7,10 @@ import time
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from condor.filters.degenerate import collapse, degenerate, echo, label_only, loop, meta_commentary, placeholder, thin
+from condor.filters.degenerate import (
+    collapse, degenerate, echo, label_only, list_fragment, loop, meta_commentary, placeholder, thin,
+)
+from condor.filters.text_gates import DegenerateQuestion
 
 BAD = [
     ("Improved_answer", "placeholder"),
@@ -75,9 +78,37 @@ def test_echoes_of_the_question_or_the_original():
     assert echo("What is a prime number?", "What is a prime number?", "question").reason == "echo_of_question"
     assert echo("what is a prime", "Tell me: what is a prime number, exactly?", "question") is not None
     assert echo("A prime has exactly two divisors.", "What is a prime number?", "question") is None
+    question = "The importance of cultural knowledge and how it is connected to our society, our humanity."
+    reworded = "The importance of cultural knowledge and how it connects to our society, our humanity."
+    assert echo(reworded, question, "question").reason == "echo_of_question"
+    assert echo("Yes: boiling water for a minute kills the bacteria that make it unsafe.",
+                "Is boiled water safe to drink?", "question") is None
     original = "Sourdough needs a starter, flour, water and salt; let it rise overnight and bake it hot."
     assert echo(original + " ", original, "original", threshold=0.95).reason == "echo_of_original"
     assert echo("Use rye flour for a sourer loaf and bake it in a Dutch oven.", original, "original", 0.95) is None
+
+
+@pytest.mark.parametrize("text", ["3. The new employee will be able to work in a new company",
+                                  "2) Find a few people who can help in their new field", "1、介绍一下现金流量表"])
+def test_a_request_torn_out_of_a_list_is_caught(text):
+    assert list_fragment(text).reason == "list_fragment"
+
+
+@pytest.mark.parametrize("text", ["3.14 is the value of pi I remember; how many digits do I need for orbits?",
+                                  "1. Mix the flour.\n2. Rest the dough.\nWhat did I do wrong?",
+                                  "Explain step 2. of the process to me", "2024年的现金流量表怎么读？"])
+def test_numbers_that_are_not_list_numbering_pass(text):
+    assert list_fragment(text) is None
+
+
+def test_a_request_that_is_its_tag_path_written_out_is_an_echo_of_the_tag():
+    tag_path = ["News and Current Affairs", "Technology and society", "Big tech antitrust"]
+    gate = DegenerateQuestion()
+    for question in ("News and Current Affairs > Technology and society > Big tech antitrust", "Big tech antitrust"):
+        verdict = gate.check({"id": "x", "question": question, "tag_path": tag_path})
+        assert getattr(verdict, "reason", None) == "question_echo_of_tag", question
+    fine = {"id": "y", "question": "Why did regulators sue big tech firms over antitrust in 2023?", "tag_path": tag_path}
+    assert gate.check(fine) is fine
 
 
 def test_collapse_unless_brevity_was_asked():

@@ -3,6 +3,7 @@
 Each detector takes text (and, where it compares, the text it should differ from) and returns a
 :class:`Finding` with a reason slug and a short detail, or None:
 
+- :func:`list_fragment` (requests only): one line that opens with list numbering (``3. The new ...``);
 - :func:`wordless`: not one word, only digits, punctuation and symbols (``1.2.3.1.1.22``, a bare date);
 - :func:`placeholder`: template leftovers such as ``[feature_1_2]``, ``[Your Name]``, ``{{topic}}``,
   ``Improved_answer``, ``Lorem ipsum``, ``【此处填写】``;
@@ -251,6 +252,9 @@ def echo(text: str, source: str, what: str, threshold: float = 0.85) -> Finding 
         return Finding(f"echo_of_{what}", f"repeats the {what} ({similarity(text, source):.0%} the same)")
     if len(mine) <= len(theirs) * 1.1 and mine in theirs:
         return Finding(f"echo_of_{what}", f"is a piece of the {what}")
+    # The source reworded a little ("is connected to" for "connects to") and nothing added.
+    if len(mine) <= len(theirs) * 1.3 and similarity(text, source) >= 0.5:
+        return Finding(f"echo_of_{what}", f"rewords the {what} and adds nothing ({similarity(text, source):.0%} the same)")
     return None
 
 
@@ -281,6 +285,17 @@ def thin(text: str, field: str, min_letters: int = 12) -> Finding | None:
 
 
 _LETTER = re.compile(r"[^\W\d_]")
+_NUMBERED = re.compile(r"^\s*\d{1,2}[.)、]\s*(?!\d)\S")
+
+
+def list_fragment(text: str) -> Finding | None:
+    """A one-line request that opens with list numbering (``3. The new employee ...``): one item torn
+    out of a list the model wrote, not a request a person would send. Multi-line text (steps, a
+    numbered brief) passes."""
+    stripped = text.strip()
+    if "\n" not in stripped and _NUMBERED.match(stripped):
+        return Finding("list_fragment", f"starts with list numbering, a piece of a list: {_clip(stripped)!r}")
+    return None
 
 
 def wordless(text: str) -> Finding | None:

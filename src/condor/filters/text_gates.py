@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from condor.filters.base import Gate
-from condor.filters.degenerate import Finding, collapse, degenerate, echo, thin
+from condor.filters.degenerate import Finding, collapse, degenerate, echo, list_fragment, thin
 from condor.stages.base import Record, Rejection
 
 CRITIQUE_FIELDS = ("strengths", "weaknesses", "suggestions")
@@ -38,10 +38,13 @@ class DegenerateQuestion(_TextGate):
 
     def check(self, record: Record) -> Record | Rejection:
         question = record.get("question") or ""
-        finding = degenerate(question)
-        leaf = (record.get("tag_path") or [""])[-1]
-        if finding is None and leaf:
-            finding = echo(question, leaf, "tag")
+        finding = degenerate(question) or list_fragment(question)
+        tag_path = [str(part) for part in record.get("tag_path") or () if part]
+        # The leaf alone, or the whole path written out ("Domain > Topic > Leaf") in place of a request.
+        for source in (tag_path[-1:] + [" > ".join(tag_path)]) if finding is None and tag_path else ():
+            finding = echo(question, source, "tag")
+            if finding is not None:
+                break
         return record if finding is None else self._reject(record, finding)
 
 
