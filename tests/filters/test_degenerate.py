@@ -86,6 +86,9 @@ def test_echoes_of_the_question_or_the_original():
     original = "Sourdough needs a starter, flour, water and salt; let it rise overnight and bake it hot."
     assert echo(original + " ", original, "original", threshold=0.95).reason == "echo_of_original"
     assert echo("Use rye flour for a sourer loaf and bake it in a Dutch oven.", original, "original", 0.95) is None
+    # A refinement is a close edit of the original by design: only a near copy is an echo of it.
+    edited = "Sourdough needs a starter, flour, water and salt; let it rise overnight, then bake it at 230 C."
+    assert echo(edited, original, "original", 0.95, reword=None) is None
 
 
 @pytest.mark.parametrize("text", ["3. The new employee will be able to work in a new company",

@@ -243,8 +243,10 @@ def similarity(a: str, b: str) -> float:
     return len(left & right) / len(left | right)
 
 
-def echo(text: str, source: str, what: str, threshold: float = 0.85) -> Finding | None:
-    """``text`` is (nearly) ``source`` again, or ``source`` with little added."""
+def echo(text: str, source: str, what: str, threshold: float = 0.85, reword: float | None = 0.5) -> Finding | None:
+    """``text`` is (nearly) ``source`` again, or ``source`` with little added; with ``reword``, also a
+    text no longer than ``source`` by a third that shares that much of it (None where a close edit is
+    what was asked for: a rewrite of an answer)."""
     mine, theirs = " ".join(tokens(text)), " ".join(tokens(source))
     if not mine or not theirs:
         return None
@@ -253,7 +255,7 @@ def echo(text: str, source: str, what: str, threshold: float = 0.85) -> Finding 
     if len(mine) <= len(theirs) * 1.1 and mine in theirs:
         return Finding(f"echo_of_{what}", f"is a piece of the {what}")
     # The source reworded a little ("is connected to" for "connects to") and nothing added.
-    if len(mine) <= len(theirs) * 1.3 and similarity(text, source) >= 0.5:
+    if reword is not None and len(mine) <= len(theirs) * 1.3 and similarity(text, source) >= reword:
         return Finding(f"echo_of_{what}", f"rewords the {what} and adds nothing ({similarity(text, source):.0%} the same)")
     return None
 

@@ -97,7 +97,7 @@ class DegenerateRefinement(_TextGate):
         asked = " ".join(str(critique.get(name) or "") for name in ("weaknesses", "suggestions"))
         finding = (
             degenerate(new)
-            or echo(new, old, "original", threshold=0.95)
+            or echo(new, old, "original", threshold=0.95, reword=None)
             or echo(new, record.get("question") or "", "question")
             or collapse(new, old, asked, ratio=self.collapse_ratio)
         )
