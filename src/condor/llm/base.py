@@ -9,12 +9,15 @@ Only a backend that cannot work at all (no server at the address, no model file)
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, Sequence
+from typing import Any, Awaitable, Protocol, Sequence, TypeVar
+
+T = TypeVar("T")
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -250,6 +253,18 @@ def with_defaults(
         top_p=request.top_p if request.top_p is not None else top_p,
         seed=request.seed if request.seed is not None else seed,
     )
+
+
+async def gather_or_cancel(coroutines: Sequence[Awaitable[T]]) -> list[T]:
+    """Await all of ``coroutines`` as tasks, in order; if one raises (or the caller is cancelled), cancel
+    the rest before the error goes on, so no request keeps running for a caller that is gone."""
+    tasks = [asyncio.ensure_future(coroutine) for coroutine in coroutines]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        raise
 
 
 def keep_warning(warnings: list[str], message: str, limit: int = 20) -> bool:

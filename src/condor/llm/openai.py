@@ -53,7 +53,7 @@ import aiohttp
 
 from condor.llm import errors
 from condor.llm.base import BackendUnavailable, Capabilities, ChatRequest, Completion, LLMBackend, Notes
-from condor.llm.base import keep_warning, with_defaults
+from condor.llm.base import gather_or_cancel, keep_warning, with_defaults
 from condor.llm.dialects import PROBE_HEADER, ProbeReply, choose, probe_body, remember, schema_fields
 from condor.llm.errors import ALWAYS_RETRY, MAYBE_TRANSIENT, SETUP_ERRORS, model_missing, server_message
 from condor.llm.limits import RateLimiter, estimate_tokens
@@ -353,14 +353,8 @@ class OpenAIBackend(LLMBackend):
         state = self._loop_state()
         if len(requests) == 1:
             return [await self._complete(state, requests[0])]
-        tasks = [asyncio.ensure_future(self._complete(state, request)) for request in requests]
-        try:
-            return list(await asyncio.gather(*tasks))
-        except BaseException:
-            # A cancellation, a bug, or a server saying the model does not exist: stop the rest.
-            for task in tasks:
-                task.cancel()
-            raise
+        # A cancellation, a bug, or a server saying the model does not exist stops the rest.
+        return await gather_or_cancel([self._complete(state, request) for request in requests])
 
     async def _complete(self, state: _LoopState, request: ChatRequest) -> Completion:
         if request.json_schema is not None and not self.capabilities.structured:

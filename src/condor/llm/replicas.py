@@ -40,6 +40,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Sequence
 
 from condor.llm.base import BackendUnavailable, Capabilities, ChatRequest, Completion, LLMBackend, Notes, keep_warning
+from condor.llm.base import gather_or_cancel
 from condor.llm.openai import OpenAIBackend
 
 if TYPE_CHECKING:
@@ -291,13 +292,7 @@ class ReplicaBackend(LLMBackend):
         if not requests:
             return []
         self._bind_loop()
-        tasks = [asyncio.ensure_future(self._send(request)) for request in requests]
-        try:
-            return list(await asyncio.gather(*tasks))
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            raise
+        return await gather_or_cancel([self._send(request) for request in requests])
 
     async def _on(self, replica: Replica, request: ChatRequest) -> Completion | None:
         """``request`` served by ``replica`` (holding one of its slots); None when the replica was taken
