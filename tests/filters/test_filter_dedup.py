@@ -136,3 +136,21 @@ def test_every_flag_points_to_an_earlier_kept_record(texts):
     for record_id, duplicate in found.items():
         assert order[duplicate.duplicate_of] < order[record_id]
         assert duplicate.duplicate_of not in found
+
+
+def test_normalize_spells_out_hyphens_between_letters_only():
+    assert normalize("a ten-year-old plan") == "a ten year old plan"
+    assert normalize("x-5 and 3-4") == "x-5 and 3-4"
+    assert normalize("日本-中国") == normalize("日本中国")  # letters of any script
+    assert normalize("Ω-ω") == "ω ω"
+
+
+def test_normalize_remembers_a_bounded_number_of_characters(monkeypatch):
+    from condor.filters import dedup
+
+    table = dedup._Spaces()
+    monkeypatch.setattr(dedup, "_SPACES", table)
+    monkeypatch.setattr(dedup._Spaces, "LIMIT", 50)
+    text = "".join(chr(0x4E00 + i) for i in range(500)) + "，!"
+    assert normalize(text) == "".join(chr(0x4E00 + i) for i in range(500))
+    assert len(table) == 50  # hostile text with every character there is cannot grow it without end

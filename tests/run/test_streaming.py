@@ -5,6 +5,7 @@ behaviour as running the steps one after the other."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -224,3 +225,61 @@ def test_the_pending_ids_of_a_flow_node_know_their_minimum_and_do_not_pile_up():
         pending.discard(f"k{i:05d}")
     assert len(pending._heap) <= 2 * pending.size + 64
     assert pending.low() == "m" and pending.size == 2
+
+
+def _recording_gate(name: str, threaded: bool, seen: dict):
+    """A pass-through gate that notes the thread each batch is checked on."""
+    import threading
+
+    from condor.filters.base import Gate
+
+    class Recording(Gate):
+        ordered = chunked = False
+
+        def check(self, record):
+            return record
+
+        def check_batch(self, records):
+            seen.setdefault(name, set()).add(threading.get_ident())
+            return list(records)
+
+    gate = Recording()
+    gate.name, gate.threaded = name, threaded
+    return gate
+
+
+def test_quick_gates_run_on_the_event_loop_and_threaded_ones_in_a_worker(tmp_path, fake_server):
+    # A gate busy in Python inside a thread makes every request wait for the interpreter lock; only
+    # gates that say they are threaded (an embedding model) are handed to a worker thread.
+    import threading
+
+    fake_server.responder = respond
+    cfg = config(fake_server, leaves=3, tasks=["view"])
+    seen: dict[str, set[int]] = {}
+    added = {"answer_filter": _recording_gate("quick", False, seen), "select": _recording_gate("threaded", True, seen)}
+    steps = [replace(step, gates=(*step.gates, added[step.name])) if step.name in added else step
+             for step in condor.pipeline_steps(cfg)]
+    loop_thread = threading.get_ident()  # run_pipeline runs its event loop on the calling thread
+    condor.run_pipeline(cfg, tmp_path / "out", steps=steps)
+    assert seen["quick"] == {loop_thread}
+    assert loop_thread not in seen["threaded"]
+
+
+def test_a_gate_that_cannot_be_built_stops_the_run_before_any_request(tmp_path, fake_server):
+    from condor.filters.base import Gate
+
+    class Unbuildable(Gate):
+        name = "needs_a_model"
+
+        def fresh(self):
+            raise RuntimeError("the embedding model is not installed")
+
+        def check(self, record):
+            return record
+
+    fake_server.responder = respond
+    cfg = config(fake_server, leaves=3, tasks=["view"])
+    steps = [condor.pipeline_steps(cfg)[0], GateStep("filter", gates=(Unbuildable(),))]
+    with pytest.raises(RuntimeError, match="embedding model is not installed"):
+        condor.run_pipeline(cfg, tmp_path / "out", steps=steps)
+    assert fake_server.request_count == 0

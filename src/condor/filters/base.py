@@ -39,6 +39,12 @@ class Gate(ABC):
     #: (the default) means "as ``ordered`` says": a gate that keeps state is left to the merge unless
     #: it says otherwise.
     across_records: bool | None = None
+    #: Checks may take long in code that lets other threads run (an embedding model): a streaming run
+    #: calls them in a worker thread so that requests go on meanwhile. Quick pure-Python gates say
+    #: False and are called on the event loop in small slices instead, since a thread busy in Python
+    #: makes every request wait for the interpreter lock. True is the safe default for a gate that
+    #: does not say.
+    threaded: bool = True
 
     @property
     def decides_across_records(self) -> bool:

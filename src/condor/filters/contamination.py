@@ -147,6 +147,7 @@ class Decontaminate(Gate):
     name = "decontaminate"
     ordered = False
     chunked = False
+    threaded = False
 
     def __init__(self, index: BenchmarkIndex) -> None:
         self.index = index

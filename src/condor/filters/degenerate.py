@@ -68,6 +68,11 @@ def tokens(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
+def _cjk_count(text: str) -> int:
+    # str.isascii() is constant time in CPython: most English text skips the scan.
+    return 0 if text.isascii() else len(_CJK.findall(text))
+
+
 def _clip(text: str, limit: int = 80) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -93,10 +98,17 @@ _PLACEHOLDERS = [
 ]
 
 
+#: Every pattern above but one needs one of these characters: text without any of them (most text) is
+#: searched for the one that does not (``lorem ipsum``, ``TODO:``) alone.
+_PLACEHOLDER_CHARS = "[{<_【"
+_WORD_PLACEHOLDERS = [p for p in _PLACEHOLDERS if "lorem" in p.pattern]
+
+
 def placeholder(text: str) -> Finding | None:
     """A template token left in the text (outside code)."""
     body = prose(text)
-    for pattern in _PLACEHOLDERS:
+    patterns = _PLACEHOLDERS if any(ch in body for ch in _PLACEHOLDER_CHARS) else _WORD_PLACEHOLDERS
+    for pattern in patterns:
         match = pattern.search(body)
         if match:
             return Finding("placeholder", f"template leftover {match.group(0)!r}")
@@ -156,11 +168,18 @@ def _stutter(words: list[str]) -> tuple[str, int] | None:
     return None
 
 
+@functools.lru_cache(maxsize=32)
+def _parts(body: str) -> tuple[str, ...]:
+    # Cached: loop and meta_commentary both start from the sentences of the same prose.
+    return tuple(_SENTENCE_END.split(body))
+
+
 def loop(text: str) -> Finding | None:
     """A sentence repeated, a phrase repeated to fill the budget, or a word stuttering (outside code)."""
     body = prose(text)
     sentences = []
-    for part in _SENTENCE_END.split(body):
+    parts = _parts(body)
+    for part in parts if len(parts) >= 3 else ():  # fewer parts cannot hold three sentences
         part = _LIST_MARK.sub("", part).strip()
         if part.startswith("|"):  # table rows repeat their shape, not their content
             continue
@@ -178,7 +197,7 @@ def loop(text: str) -> Finding | None:
     stutter = _stutter(words)
     if stutter is not None:
         return Finding("loop", f"the word {stutter[0]!r} {stutter[1]} times in a row")
-    size = 4 if len(_CJK.findall(body)) < len(words) / 2 else 8
+    size = 4 if _cjk_count(body) < len(words) / 2 else 8
     if len(words) >= 10 * size:
         # zip over shifted lists builds the n-gram tuples in C.
         grams = Counter(zip(*(words[k:] for k in range(size))))
@@ -206,33 +225,40 @@ _META = [
     re.compile(r"^这(?:是|个是)(?:对)?(?:原|原始|原来|之前)?的?(?:回答|答案)?的?(?:新的?)?(?:修改|编辑|改进|优化)(?:版|版本)?"),
     re.compile(r"^(?:以下|下面)是(?:改进|修改|优化)后?的(?:回答|答案|版本)[:：。]?$"),
 ]
+# One pattern tried once per sentence instead of nine: each of them is anchored at the start, and
+# case-folding leaves the Chinese ones as they are.
+_ANY_META = re.compile("|".join(f"(?:{p.pattern})" for p in _META), re.IGNORECASE)
 
 
 def meta_commentary(text: str) -> Finding | None:
     """The reply talks about an edit instead of being the content: meta sentences and little else."""
     body = prose(text).strip()
     meta, rest = [], []
-    for part in _SENTENCE_END.split(body):
+    for part in _parts(body):
         part = part.strip(" \t*_#>\"'“”")
         if not part:
             continue
-        (meta if any(p.search(part) for p in _META) else rest).append(part)
+        (meta if _ANY_META.match(part) else rest).append(part)
     if not meta:
         return None
     remaining = " ".join(rest)
-    substance = len(_CJK.findall(remaining)) * 3 + len(re.findall(r"[A-Za-z0-9]", remaining))
+    substance = _cjk_count(remaining) * 3 + len(re.findall(r"[A-Za-z0-9]", remaining))
     if substance < 80:
         return Finding("meta_commentary", f"talks about the edit instead of answering: {_clip(meta[0])!r}")
     return None
 
 
 # -- comparisons ------------------------------------------------------------------------------------
-def _shingles(text: str) -> set[tuple[str, ...]]:
+@functools.lru_cache(maxsize=32)
+def _shingles(text: str) -> frozenset[tuple[str, ...]]:
+    # Cached: a refinement is compared with the answer it replaces and with the question, and each
+    # comparison may be made twice (see echo); tokenising is most of a detector's cost.
     words = tokens(text)
-    size = 3 if len(_CJK.findall(text)) < len(words) / 2 else 4
+    size = 3 if _cjk_count(text) < len(words) / 2 else 4
     if len(words) < size:
-        return {tuple(words)} if words else set()
-    return {tuple(words[i : i + size]) for i in range(len(words) - size + 1)}
+        return frozenset({tuple(words)}) if words else frozenset()
+    # zip over shifted lists builds the n-gram tuples in C.
+    return frozenset(zip(*(words[k:] for k in range(size))))
 
 
 def similarity(a: str, b: str) -> float:
@@ -250,13 +276,14 @@ def echo(text: str, source: str, what: str, threshold: float = 0.85, reword: flo
     mine, theirs = " ".join(tokens(text)), " ".join(tokens(source))
     if not mine or not theirs:
         return None
-    if mine == theirs or similarity(text, source) >= threshold:
-        return Finding(f"echo_of_{what}", f"repeats the {what} ({similarity(text, source):.0%} the same)")
+    same = similarity(text, source)
+    if mine == theirs or same >= threshold:
+        return Finding(f"echo_of_{what}", f"repeats the {what} ({same:.0%} the same)")
     if len(mine) <= len(theirs) * 1.1 and mine in theirs:
         return Finding(f"echo_of_{what}", f"is a piece of the {what}")
     # The source reworded a little ("is connected to" for "connects to") and nothing added.
-    if reword is not None and len(mine) <= len(theirs) * 1.3 and similarity(text, source) >= reword:
-        return Finding(f"echo_of_{what}", f"rewords the {what} and adds nothing ({similarity(text, source):.0%} the same)")
+    if reword is not None and len(mine) <= len(theirs) * 1.3 and same >= reword:
+        return Finding(f"echo_of_{what}", f"rewords the {what} and adds nothing ({same:.0%} the same)")
     return None
 
 

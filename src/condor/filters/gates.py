@@ -16,6 +16,7 @@ from condor.stages.select import select_version
 
 
 class _QualityGate(Gate):
+    threaded = False
     """A :class:`QualityFilter` check of one field; subclasses say which."""
 
     ordered = False
@@ -61,6 +62,7 @@ class NearDuplicates(Gate):
     name = "near_duplicates"
     chunked = False  # ordered (the index is state), but one record at a time: batches do not matter
     across_records = True
+    threaded = False
 
     def __init__(self, threshold: float) -> None:
         self.threshold = threshold
@@ -92,6 +94,7 @@ class SelectVersion(Gate):
     name = "select"
     ordered = False
     chunked = False
+    threaded = False
 
     def __init__(self, mode: str, quality: QualityFilter) -> None:
         self.mode = mode

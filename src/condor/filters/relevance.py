@@ -125,7 +125,7 @@ class OnTopic(Gate):
         self.threshold = threshold
         # Embeddings of a batch may differ in the last bits with its make-up (padding, kernel choice),
         # and so may a rounded score: such a scorer sees fixed chunks. The lexical score is per record.
-        self.ordered = self.chunked = scorer.kind != "lexical"
+        self.ordered = self.chunked = self.threaded = scorer.kind != "lexical"
         # Yet a verdict is the record's own but for those last bits: a sharded run scores its questions
         # in its own chunks (so a score within rounding of the threshold may go the other way than in
         # one unsharded run) rather than answer every off-topic question and leave the gate to the merge.

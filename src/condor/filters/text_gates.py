@@ -23,6 +23,7 @@ def _latest(record: Record, field: str) -> dict[str, Any]:
 
 
 class _TextGate(Gate):
+    threaded = False
     prefix = ""
     ordered = False
     chunked = False

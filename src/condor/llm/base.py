@@ -278,10 +278,10 @@ def keep_warning(warnings: list[str], message: str, limit: int = 20) -> bool:
 
 def request_key(identity: str, request: ChatRequest) -> str:
     """A stable hash of model identity plus canonical request: the cache key."""
-    blob = json.dumps(
-        {"model": identity, "request": request.payload()},
-        sort_keys=True,
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+    # The standard library's exact bytes (not condor.codec's): caches written earlier must still match.
+    blob = _KEY_ENCODER.encode({"model": identity, "request": request.payload()})
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+#: Built once: ``json.dumps`` with options builds an encoder per call.
+_KEY_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))

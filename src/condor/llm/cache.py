@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from condor.codec import decode, encode_text
 from condor.files import file_mode
 from condor.llm.base import Capabilities, ChatRequest, Completion, LLMBackend, request_key
 
@@ -97,7 +98,7 @@ class RequestCache:
             self.misses += 1
             return None
         self.hits += 1
-        data = json.loads(value)
+        data = decode(value)
         return Completion(
             text=data["text"],
             finish_reason=data.get("finish_reason"),
@@ -112,8 +113,8 @@ class RequestCache:
         locked, text SQLite refuses) costs a future cache hit, not the answer in hand."""
         if not completion.ok:
             return
-        # ASCII escapes: model text with lone surrogates (a split emoji) is still storable.
-        self._pending[key] = json.dumps(completion.to_dict(), ensure_ascii=True)
+        # Model text with lone surrogates (a split emoji) is stored with ASCII escapes (see condor.codec).
+        self._pending[key] = encode_text(completion.to_dict())
         now = time.monotonic()
         if len(self._pending) >= self._commit_every or now - self._last_commit >= self._commit_seconds:
             self.flush()

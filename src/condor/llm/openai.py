@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import aiohttp
 
+from condor.codec import encode
 from condor.llm import errors
 from condor.llm.base import BackendUnavailable, Capabilities, ChatRequest, Completion, LLMBackend, Notes
 from condor.llm.base import gather_or_cancel, keep_warning, with_defaults
@@ -373,7 +374,7 @@ class OpenAIBackend(LLMBackend):
                 async with state.slots.hold(request):
                     if not data:
                         body = self._body(request)
-                        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+                        data = encode(body)
                         limit = reply_limit(body.get("max_tokens"), self.max_reply_bytes)
                         if self.limiter.enabled:
                             estimate = estimate_tokens(request.messages, body.get("max_tokens"))

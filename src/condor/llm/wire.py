@@ -8,10 +8,10 @@ Kept apart from :mod:`condor.llm.openai`, which owns the session, retries and st
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from condor.codec import decode
 from condor.llm import errors
 from condor.llm.base import Completion, clean_text
 
@@ -120,7 +120,7 @@ class Refused(Exception):
 def parse_completion(raw: bytes) -> Completion:
     """The completion in a chat-completions reply body; a body that is not one is a Transient failure."""
     try:
-        data = json.loads(raw)
+        data = decode(raw)
         choice = data["choices"][0]
         message = choice.get("message") or {}
         content = message.get("content")

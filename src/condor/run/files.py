@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from condor.codec import encode_text
 from condor.files import atomic_write_lines, atomic_write_text
 
 __all__ = ["RunStoreError", "atomic_write_lines", "atomic_write_text", "cut_torn_tail", "dumps", "record_hash", "refuse_symlink"]
@@ -27,18 +28,18 @@ def dumps(obj: Any) -> str:
     Text with lone surrogates (a model that split an emoji, a hand-made input with a bad escape) cannot
     be encoded as UTF-8; such objects are written with ASCII escapes instead, which JSON readers accept.
     """
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return json.dumps(obj, ensure_ascii=True, separators=(",", ":"))
-    return text
+    return encode_text(obj)
+
+
+#: Built once: ``json.dumps`` with options builds an encoder per call.
+_HASH_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=True, separators=(",", ":"))
 
 
 def record_hash(record: Any) -> str:
-    """A fingerprint of a record's content, stored with its unit to notice inputs that changed."""
-    blob = json.dumps(record, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
-    return hashlib.sha1(blob.encode("ascii")).hexdigest()
+    """A fingerprint of a record's content, stored with its unit to notice inputs that changed.
+
+    The standard library's exact bytes, not :mod:`condor.codec`'s: runs written earlier must match."""
+    return hashlib.sha1(_HASH_ENCODER.encode(record).encode("ascii")).hexdigest()
 
 
 def cut_torn_tail(path: Path) -> None:

@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 
 #: Records alive in a chain before reading from the run directory pauses.
 BUDGET = 4096
+#: Records a gate step checks on the event loop between two turns of it (gates that are not threaded).
+SLICE = 64
 #: Makes the runner of a model step: (step, store, emit, priority) -> an object with
 #: ``async run(inputs, total) -> StageOutcome`` and a ``progress`` (see :class:`~condor.run.local.StageRunner`).
 MakeRunner = Callable[[ModelStep, "StageStore", Callable[[dict[str, Any]], None], int], Any]
@@ -224,13 +226,13 @@ class GateNode(Node):
         self.held: list[tuple[str, int, Record]] = []
         self.arrivals = 0
         self.released: str | None = None
+        #: The step's gates, fresh for this execution; built by :meth:`Flow.run` before any request.
+        self.check: Callable[[list[Record]], list[dict[str, Any]]] | None = None
 
     async def run(self) -> None:
         step = self.step
         assert isinstance(step, GateStep)
-        # In a thread: fresh gates may import heavy modules (datasketch pulls in scipy) or load models,
-        # which must not hold up the requests already under way.
-        check = await asyncio.to_thread(step.checker)
+        check = self.check if self.check is not None else await asyncio.to_thread(step.checker)
         store = self.flow.chain.store(step)
         with store.rewriter() as write:
             if step.ordered:
@@ -240,8 +242,20 @@ class GateNode(Node):
         self.flow.chain.gate_done(step, self.tally.summary())
         self.close()
 
-    async def _apply(self, check: Callable, chunk: list[Record], write: Callable, in_thread: bool) -> None:
-        units = await asyncio.to_thread(check, chunk) if in_thread else check(chunk)
+    async def _apply(self, check: Callable, chunk: list[Record], write: Callable, whole: bool = False) -> None:
+        """Check ``chunk`` and pass its units on. A threaded step (an embedding model) is checked in a
+        worker thread; the others on the event loop, :data:`SLICE` records at a time with a turn of the
+        loop between slices, or in one call when ``whole`` (a chunked gate's batch)."""
+        if self.step.threaded:  # type: ignore[attr-defined]
+            self._emit(await asyncio.to_thread(check, chunk), write)
+            return
+        size = len(chunk) if whole else SLICE
+        for start in range(0, len(chunk), size):
+            if start:
+                await asyncio.sleep(0)
+            self._emit(check(chunk[start : start + size]), write)
+
+    def _emit(self, units: list[dict[str, Any]], write: Callable) -> None:
         for unit in units:
             write(unit)
             self.pass_on(unit)
@@ -250,7 +264,7 @@ class GateNode(Node):
         while True:
             chunk = [self.inbox.popleft() for _ in range(min(len(self.inbox), GATE_CHUNK))]
             if chunk:
-                await self._apply(check, chunk, write, in_thread=False)
+                await self._apply(check, chunk, write)
                 continue
             if not self.open_producers:
                 return
@@ -272,18 +286,17 @@ class GateNode(Node):
             while self.held and (bound is None or self.held[0][0] < bound):
                 chunk.append(self._release())
                 if len(chunk) == GATE_CHUNK:
-                    # In a thread: embeddings and MinHash over a chunk must not stall the requests.
-                    await self._apply(check, chunk, write, in_thread=True)
+                    await self._apply(check, chunk, write, whole=fixed)
                     chunk = []
             if chunk and not fixed:
-                await self._apply(check, chunk, write, in_thread=len(chunk) > 16)
+                await self._apply(check, chunk, write)
                 chunk = []
             if not self.open_producers and not self.inbox and not self.held:
                 break
             if not self.wake.is_set():
                 await self.wake.wait()
         if chunk:
-            await self._apply(check, chunk, write, in_thread=True)
+            await self._apply(check, chunk, write, whole=fixed)
 
     def _release(self) -> Record:
         record = heapq.heappop(self.held)[2]
@@ -364,6 +377,14 @@ class Flow:
             await self.room_changed.wait()
 
     async def run(self) -> None:
+        # Every gate is built before the first request: one that cannot be (a missing embedding model)
+        # stops the run before any request is spent, and heavy imports (datasketch pulls in scipy) do
+        # not compete with the requests for the interpreter. In a thread, so the display stays live.
+        gates = [node for node in self.nodes.values() if isinstance(node, GateNode)]
+        if gates:
+            checks = await asyncio.to_thread(lambda: [node.step.checker() for node in gates])  # type: ignore[attr-defined]
+            for node, check in zip(gates, checks):
+                node.check = check
         tasks = [asyncio.create_task(feed.run()) for feed in self.feeds]
         tasks += [asyncio.create_task(node.run()) for node in self.nodes.values()]  # type: ignore[attr-defined]
         try:

@@ -108,6 +108,11 @@ class GateStep(Step):
         """Whether a gate of the step needs the fixed chunks of :data:`GATE_CHUNK` records in id order."""
         return any(gate.chunked for gate in self.gates)
 
+    @property
+    def threaded(self) -> bool:
+        """Whether a gate of the step wants its checks in a worker thread (see :class:`Gate`)."""
+        return any(gate.threaded for gate in self.gates)
+
     def checker(self) -> Callable[[list[Record]], list[dict[str, Any]]]:
         """One execution of the gates (fresh state): call it with successive chunks of records; it
         returns one unit per record, in order, with the kept record or the first rejection."""

@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from condor.codec import decode, encode
 from condor.files import file_mode
 
 # Whole-file writes and the unit encoding live in run/files.py; imported here too, where callers find them.
@@ -110,7 +111,7 @@ class StageStore:
     @staticmethod
     def _parse_unit(path: Path, number: int, raw: bytes) -> dict[str, Any]:
         try:
-            unit = json.loads(raw.decode("utf-8"))
+            unit = decode(raw.decode("utf-8"))
         except UnicodeDecodeError:
             raise RunStoreError(f"{path}: not UTF-8 text; the file was edited or corrupted") from None
         except json.JSONDecodeError as exc:
@@ -257,7 +258,7 @@ class StageStore:
         unit["seq"] = self._seq
         unit["at"] = round(time.time(), 6)
         self._seq += 1
-        data = (dumps(unit) + "\n").encode("utf-8")
+        data = encode(unit) + b"\n"
         view = memoryview(data)
         while view:
             written = os.write(self._fd, view)  # type: ignore[arg-type]
