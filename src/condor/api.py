@@ -98,7 +98,8 @@ async def arun_pipeline(
     from condor.run.plan import load_or_create_plan
     from condor.run.progress import ProgressBoard
     from condor.run.shards import defer_cross_record_gates, gate_settings, input_files
-    from condor.run.store import RunDirectory, RunStoreError, refuse_symlink
+    from condor.run.directory import RunDirectory
+    from condor.run.store import RunStoreError, refuse_symlink
     from condor.run.target import first_draw_leaves, run_to_target
 
     settings: Settings = effective_settings(config)

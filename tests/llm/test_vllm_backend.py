@@ -24,7 +24,7 @@ from condor.llm.vllm import (
     structured_argument,
 )
 from condor.run.local import StageRunner
-from condor.run.store import RunDirectory
+from condor.run.directory import RunDirectory
 from condor.stages.base import ParseError, Stage
 
 SCHEMA = {"type": "object", "properties": {"ok": {"type": "string"}}, "required": ["ok"]}

@@ -18,7 +18,8 @@ from condor.cli.main import app
 from condor.filters.base import Gate
 from condor.run.records import RunReader
 from condor.run.steps import GateStep, ModelStep, resolve
-from condor.run.store import RunDirectory, RunStoreError
+from condor.run.directory import RunDirectory
+from condor.run.store import RunStoreError
 from condor.stages.base import Rejection
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,7 +153,7 @@ def test_a_step_takes_several_writers_merged_on_read(tmp_path):
 def test_a_second_process_is_refused_while_the_first_holds_the_run(tmp_path):
     run = RunDirectory(tmp_path)
     code = (
-        "import sys\nfrom condor.run.store import RunDirectory, RunStoreError\n"
+        "import sys\nfrom condor.run.directory import RunDirectory\nfrom condor.run.store import RunStoreError\n"
         "try:\n    RunDirectory(sys.argv[1]).lock().acquire()\n"
         "except RunStoreError as exc:\n    print(exc); sys.exit(3)\n"
     )

@@ -9,7 +9,7 @@ from condor.llm.base import Capabilities, ChatRequest
 from condor.llm.openai import OpenAIBackend
 from condor.run.local import StageRunner
 from condor.run.recovery import RecoveryPolicy
-from condor.run.store import RunDirectory
+from condor.run.directory import RunDirectory
 from condor.stages.base import ParseError, Stage
 
 

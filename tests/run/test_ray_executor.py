@@ -32,7 +32,7 @@ from condor.run.pipeline import build_steps
 from condor.run.progress import ProgressBoard
 from condor.run.ray_worker import cache_file
 from condor.run.settings import effective_settings
-from condor.run.store import RunDirectory
+from condor.run.directory import RunDirectory
 
 ray = pytest.importorskip("ray")
 

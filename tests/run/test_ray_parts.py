@@ -23,7 +23,8 @@ from condor.run.ray_blocks import BlockFiles, check_every_input_has_a_unit, coun
 from condor.run.ray_worker import BlockJob, BlockWorker, cache_file, writer_name
 from condor.run.unit import OutageBreaker
 from condor.run.steps import ModelStep
-from condor.run.store import RunDirectory, RunStoreError, StageStore
+from condor.run.directory import RunDirectory
+from condor.run.store import RunStoreError, StageStore
 from condor.stages.base import ParseError, Stage
 
 

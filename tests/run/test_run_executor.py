@@ -8,7 +8,7 @@ from scripted_backend import ScriptedBackend
 
 from condor.llm.base import ChatRequest, Completion
 from condor.run.local import StageRunner
-from condor.run.store import RunDirectory
+from condor.run.directory import RunDirectory
 from condor.stages.base import ParseError, Stage
 
 

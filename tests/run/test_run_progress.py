@@ -9,7 +9,7 @@ from test_run_executor import UpperStage, records
 from condor.llm.base import Completion
 from condor.run.local import StageRunner
 from condor.run.progress import ProgressBoard, StageProgress
-from condor.run.store import RunDirectory
+from condor.run.directory import RunDirectory
 
 
 async def test_bar_shows_counts_rates_and_failures(tmp_path):

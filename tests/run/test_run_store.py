@@ -4,18 +4,19 @@ import json
 
 import pytest
 
-from condor.run.store import RUN_FORMAT, RunDirectory, RunStoreError, atomic_write_lines
+from condor.run.directory import RUN_FORMAT, RunDirectory
+from condor.run.store import RunStoreError, atomic_write_lines
 
 
-def test_units_round_trip_and_done_ids(tmp_path):
+def test_units_round_trip_and_done_inputs(tmp_path):
     store = RunDirectory(tmp_path).stage("answer")
     store.open()
     store.append({"input_id": "a", "records": [{"id": "a/1"}], "rejections": []})
     store.append({"input_id": "b", "records": [], "rejections": [{"reason": "empty"}]})
     store.append({"input_id": "c", "records": [], "rejections": [], "error": "http 500"})
     store.close()
-    assert store.done_ids() == {"a", "b", "c"}
-    assert store.done_ids(include_failed=False) == {"a", "b"}
+    assert set(store.done_map()) == {"a", "b", "c"}
+    assert set(store.done_map(include_failed=False)) == {"a", "b"}
     assert [r["id"] for r in store.iter_records()] == ["a/1"]
     assert [r["reason"] for r in store.iter_rejections()] == ["empty"]
     assert [u["input_id"] for u in store.iter_failures()] == ["c"]
@@ -38,7 +39,7 @@ def test_torn_last_line_is_cut_on_open(tmp_path):
     store.close()
     with open(store.units_path, "ab") as handle:
         handle.write(b'{"input_id": "b", "recor')  # a writer killed mid-line
-    assert store.done_ids() == {"a"}
+    assert set(store.done_map()) == {"a"}
     store.open()
     store.append({"input_id": "b", "records": [], "rejections": []})
     store.close()
@@ -51,7 +52,7 @@ def test_corrupt_middle_line_is_an_error_naming_the_line(tmp_path):
     store.directory.mkdir(parents=True)
     store.units_path.write_text('{"input_id": "a"}\nnot json\n{"input_id": "c"}\n')
     with pytest.raises(RunStoreError, match=r"units.jsonl:2"):
-        store.done_ids()
+        set(store.done_map())
 
 
 def test_manifest_format_is_checked(tmp_path):

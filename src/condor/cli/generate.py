@@ -29,7 +29,8 @@ def generate(
     from condor.run.batch import generate_batch
     from condor.run.failures import FailureReport, StepFailures
     from condor.run.progress import ProgressBoard
-    from condor.run.store import RunDirectory, refuse_symlink
+    from condor.run.directory import RunDirectory
+    from condor.run.store import refuse_symlink
 
     cache_path = Path(cfg.cache) if cfg.cache else output / "cache.sqlite"
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from condor.export.formats import preference_row, sft_row
 from condor.run.records import RunReader
-from condor.run.store import RunDirectory, atomic_write_lines, dumps
+from condor.run.directory import RunDirectory
+from condor.run.store import atomic_write_lines, dumps
 
 @dataclass
 class ExportSummary:

@@ -151,11 +151,19 @@ class Deduplicator:
         self._order: dict[str, int] = {}
         self._seen: set[str] = set()
 
-    def _minhash(self, grams: set[str]) -> Any:
+    def _minhash(self, grams: set[bytes]) -> Any:
         sketch = self._blank.copy()
-        # Order does not change a minimum: no sorting.
-        sketch.update_batch([g.encode("utf-8") for g in grams])
+        sketch.update_batch(grams)  # order does not change a minimum: no sorting
         return sketch
+
+    def _grams(self, normalized: str) -> set[bytes]:
+        """:func:`shingles` as UTF-8 bytes, what the sketch hashes. ASCII text (most of it) is encoded
+        once and sliced, the same n-grams without encoding each one."""
+        n = self.ngram or ngram_size(normalized)
+        if not normalized.isascii() or len(normalized) <= n:
+            return {gram.encode("utf-8") for gram in shingles(normalized, n)}
+        data = normalized.encode("ascii")
+        return {data[i : i + n] for i in range(len(data) - n + 1)}
 
     def check(self, key: str, text: str) -> Duplicate | None:
         """Whether ``text`` duplicates a kept text; if not, it is kept under ``key``."""
@@ -166,7 +174,7 @@ class Deduplicator:
         digest = hashlib.blake2b(normalized.encode("utf-8"), digest_size=16).digest()
         if digest in self._exact:
             return Duplicate("exact_duplicate", self._exact[digest])
-        grams = shingles(normalized, self.ngram)
+        grams = self._grams(normalized)
         sketch = self._minhash(grams) if grams else None
         if sketch is not None:
             best: tuple[float, int, str] | None = None

@@ -261,6 +261,12 @@ def _shingles(text: str) -> frozenset[tuple[str, ...]]:
     return frozenset(zip(*(words[k:] for k in range(size))))
 
 
+@functools.lru_cache(maxsize=32)
+def _joined(text: str) -> str:
+    # Cached like _shingles: a question is compared with its leaf and with its whole tag path.
+    return " ".join(tokens(text))
+
+
 def similarity(a: str, b: str) -> float:
     """Jaccard similarity of word trigrams (character 4-grams for Chinese): 1.0 for the same text."""
     left, right = _shingles(a), _shingles(b)
@@ -273,7 +279,7 @@ def echo(text: str, source: str, what: str, threshold: float = 0.85, reword: flo
     """``text`` is (nearly) ``source`` again, or ``source`` with little added; with ``reword``, also a
     text no longer than ``source`` by a third that shares that much of it (None where a close edit is
     what was asked for: a rewrite of an answer)."""
-    mine, theirs = " ".join(tokens(text)), " ".join(tokens(source))
+    mine, theirs = _joined(text), _joined(source)
     if not mine or not theirs:
         return None
     same = similarity(text, source)

@@ -107,7 +107,8 @@ async def ajudge_runs(
     from condor.run.orchestrate import StepRunner
     from condor.run.progress import ProgressBoard
     from condor.run.records import RunReader
-    from condor.run.store import RunDirectory, atomic_write_text
+    from condor.run.directory import RunDirectory
+    from condor.run.store import atomic_write_text
 
     notes: list[str] = []
     summary: dict[str, Any] = {"format": SUMMARY_FORMAT}

@@ -31,7 +31,8 @@ from condor.run.executor import StageOutcome
 from condor.run.local import StageRunner
 from condor.run.progress import ProgressBoard
 from condor.files import file_mode
-from condor.run.store import RunDirectory, RunStoreError, atomic_write_lines, dumps
+from condor.run.directory import RunDirectory
+from condor.run.store import RunStoreError, atomic_write_lines, dumps
 from condor.stages.base import Record, Stage
 
 STAGE_NAME = "generate"

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 #: Records alive in a chain before reading from the run directory pauses.
 BUDGET = 4096
 #: Records a gate step checks on the event loop between two turns of it (gates that are not threaded).
-SLICE = 64
+SLICE = 16
 #: Makes the runner of a model step: (step, store, emit, priority) -> an object with
 #: ``async run(inputs, total) -> StageOutcome`` and a ``progress`` (see :class:`~condor.run.local.StageRunner`).
 MakeRunner = Callable[[ModelStep, "StageStore", Callable[[dict[str, Any]], None], int], Any]

@@ -43,7 +43,8 @@ from condor.run.lock import RunLock
 from condor.run.orchestrate import step_key, step_summary
 from condor.run.records import PLAN_FILE, RunReader, read_manifest
 from condor.run.shards import plan_digest, shard_of
-from condor.run.store import LOCK_FILE, RunDirectory, RunStoreError, atomic_write_lines, dumps
+from condor.run.directory import LOCK_FILE, RunDirectory
+from condor.run.store import RunStoreError, atomic_write_lines, dumps
 from condor.stages.base import Rejection
 
 __all__ = ["MergeError", "MergeResult", "merge_runs"]

@@ -23,7 +23,8 @@ from condor.run.executor import Executor, StageOutcome
 from condor.run.records import PLAN_FILE, RunReader
 from condor.run.sorting import is_sorted, sorted_records
 from condor.run.steps import PLAN, GateStep, ModelStep, SourceStep, Step, resolve
-from condor.run.store import RunDirectory, StageStore
+from condor.run.directory import RunDirectory
+from condor.run.store import StageStore
 from condor.stages.base import Record
 
 #: Longest error text kept per distinct error in the manifest.

@@ -21,7 +21,8 @@ from typing import Iterator
 from condor.config import ConfigError, PipelineConfig
 from condor.run.records import PLAN_FILE
 from condor.run.shards import parse_shard, plan_digest, shard_of
-from condor.run.store import RunDirectory, atomic_write_lines, dumps
+from condor.run.directory import RunDirectory
+from condor.run.store import atomic_write_lines, dumps
 from condor.stages.base import Record
 from condor.stages.tasks import TaskType
 from condor.tree.io import SHIPPED_TREES, resolve_tree

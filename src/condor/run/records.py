@@ -22,7 +22,8 @@ from typing import Any, Iterator
 
 from condor.run.sorting import sorted_records
 from condor.run.steps import PLAN
-from condor.run.store import RUN_FORMAT, RunStoreError, StageStore, record_hash
+from condor.run.directory import RUN_FORMAT
+from condor.run.store import RunStoreError, StageStore, record_hash
 from condor.stages.base import Record
 
 PLAN_FILE = "plan.jsonl"

@@ -18,7 +18,7 @@ from typing import Awaitable, Callable
 from condor.run.plan import append_draw, languages
 from condor.run.records import RunReader
 from condor.run.settings import Settings
-from condor.run.store import RunDirectory
+from condor.run.directory import RunDirectory
 
 #: Extra work items asked for beyond what the yield so far predicts.
 MARGIN = 1.25
