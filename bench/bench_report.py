@@ -32,7 +32,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from bench_memory import update_section  # noqa: E402
 
 from condor.report.html import build_report  # noqa: E402
-from condor.run.store import RUN_FORMAT, atomic_write_lines, dumps  # noqa: E402
+from condor.run.directory import RUN_FORMAT  # noqa: E402
+from condor.run.store import atomic_write_lines, dumps  # noqa: E402
 from condor.tree.io import resolve_tree  # noqa: E402
 
 SECTION = "## Report: build and page load"

@@ -107,7 +107,7 @@ def test_each_shard_runs_a_disjoint_part_of_the_plan(runs):
     assert all(parts) and set().union(*parts) == full and sum(map(len, parts)) == len(full)
     manifest = json.loads((root / "s1" / "manifest.json").read_text())
     assert manifest["shard"]["plan_items"] == len(full) and manifest["shard"]["deferred"] == {
-        "question_filter": [["near_duplicates", 0.8]]}
+        "question_filter": [["near_duplicates", [0.8, "crc32"]]]}
 
 
 def test_merged_shards_hold_the_records_of_one_unsharded_run(runs, server):

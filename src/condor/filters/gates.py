@@ -16,12 +16,11 @@ from condor.stages.select import select_version
 
 
 class _QualityGate(Gate):
-    threaded = False
     """A :class:`QualityFilter` check of one field; subclasses say which."""
 
     ordered = False
-
     chunked = False
+    threaded = False
 
     def __init__(self, quality: QualityFilter) -> None:
         self.quality = quality
@@ -70,7 +69,8 @@ class NearDuplicates(Gate):
 
     @property
     def settings(self) -> Any:
-        return self.threshold
+        # The sketch's base hash is part of what decides: a step finished with another one is redone.
+        return [self.threshold, "crc32"]
 
     def fresh(self) -> "NearDuplicates":
         gate = NearDuplicates(self.threshold)

@@ -178,6 +178,7 @@ class OriginalVsFinal(Gate):
     name = "original_vs_final"
     ordered = False
     chunked = False
+    threaded = False
 
     def check(self, record: Record) -> Record | Rejection:
         original, final = answer_at(record, "original"), final_answer(record)

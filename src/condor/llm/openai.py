@@ -47,7 +47,7 @@ import aiohttp
 
 from condor.codec import encode
 from condor.llm import errors
-from condor.llm.base import BackendUnavailable, Capabilities, ChatRequest, Completion, LLMBackend, Notes
+from condor.llm.base import Capabilities, ChatRequest, Completion, LLMBackend, Notes
 from condor.llm.base import gather_or_cancel, keep_warning, with_defaults
 from condor.llm.dialects import remember, schema_fields
 from condor.llm.openai_startup import ServerStartUp

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -28,6 +28,9 @@ from condor.llm.base import BackendUnavailable, Notes
 from condor.llm.dialects import PROBE_HEADER, ProbeReply, choose, probe_body
 from condor.llm.errors import model_missing, server_message
 from condor.llm.wire import endpoint, read_prefix
+
+if TYPE_CHECKING:
+    from condor.llm.openai import _LoopState
 
 __all__ = ["ServerStartUp"]
 

@@ -95,7 +95,11 @@ def _rebuild_gate(name: str, settings: Any) -> Gate:
     if name == "near_duplicates":
         from condor.filters.gates import NearDuplicates
 
-        return NearDuplicates(float(settings))
+        # [threshold, base hash] since the CRC-32 sketches; a bare threshold from shards made before.
+        threshold = settings[0] if isinstance(settings, list) and settings else settings
+        if not isinstance(threshold, (int, float)) or isinstance(threshold, bool):
+            raise MergeError(f"the shards recorded near-duplicate settings {settings!r}, which this version cannot read")
+        return NearDuplicates(float(threshold))
     raise MergeError(f"the shards left gate {name!r} to the merge, which cannot rebuild it; "
                      "merge with the Condor version that made the shards")
 
