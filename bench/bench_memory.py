@@ -108,7 +108,8 @@ def update_section(path: Path, heading: str, body: str) -> None:
         text = text.rstrip("\n") + "\n\n" + body
     else:
         end = text.find("\n## ", start + len(heading))
-        text = text[:start] + body + (text[end + 1:] if end >= 0 else "")
+        # One blank line before the next section, however the body ends.
+        text = text[:start] + body.rstrip("\n") + "\n" + ("\n" + text[end + 1:] if end >= 0 else "")
     path.write_text(text, encoding="utf-8")
 
 
