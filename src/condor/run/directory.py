@@ -27,6 +27,21 @@ OUTPUT_NAMES = frozenset({"output.jsonl", "sft.jsonl", "void.jsonl", "preference
 OWN_NAMES = OUTPUT_NAMES | {"manifest.json", "plan.jsonl", "stages", "inputs", "exports"}
 
 
+def parse_manifest(path: Path) -> dict[str, Any]:
+    """The manifest at ``path``, checked: JSON, an object, this run format; ``stages`` always present."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise RunStoreError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except (UnicodeDecodeError, OSError) as exc:
+        raise RunStoreError(f"{path}: cannot read ({exc}); use a new output directory") from None
+    if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:
+        found = data.get("format") if isinstance(data, dict) else None
+        raise RunStoreError(f"{path}: run format {found!r}, expected {RUN_FORMAT!r}; use a new output directory")
+    data.setdefault("stages", {})
+    return data
+
+
 class RunDirectory:
     """A run's output folder and its manifest.
 
@@ -74,19 +89,7 @@ class RunDirectory:
     def _load_manifest(self) -> dict[str, Any]:
         if not self.manifest_path.exists():
             return {"format": RUN_FORMAT, "stages": {}}
-        try:
-            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise RunStoreError(f"{self.manifest_path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        except (UnicodeDecodeError, OSError) as exc:
-            raise RunStoreError(f"{self.manifest_path}: cannot read ({exc}); use a new output directory") from None
-        if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:
-            found = data.get("format") if isinstance(data, dict) else None
-            raise RunStoreError(
-                f"{self.manifest_path}: run format {found!r}, expected {RUN_FORMAT!r}; use a new output directory"
-            )
-        data.setdefault("stages", {})
-        return data
+        return parse_manifest(self.manifest_path)
 
     def save_manifest(self) -> None:
         atomic_write_text(self.manifest_path, json.dumps(self.manifest, indent=2, ensure_ascii=False))

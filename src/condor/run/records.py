@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 from condor.run.sorting import sorted_records
 from condor.run.steps import PLAN
-from condor.run.directory import RUN_FORMAT
+from condor.run.directory import parse_manifest
 from condor.run.store import RunStoreError, StageStore, record_hash
 from condor.stages.base import Record
 
@@ -36,16 +36,7 @@ def read_manifest(root: Path) -> dict[str, Any]:
     path = root / "manifest.json"
     if not path.is_file():
         raise RunStoreError(f"{root} is not a Condor run directory (no manifest.json)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise RunStoreError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    except (UnicodeDecodeError, OSError) as exc:
-        raise RunStoreError(f"{path}: cannot read ({exc}); use a new output directory") from None
-    if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:
-        found = data.get("format") if isinstance(data, dict) else None
-        raise RunStoreError(f"{path}: run format {found!r}, expected {RUN_FORMAT!r}; use a new output directory")
-    data.setdefault("stages", {})
+    data = parse_manifest(path)
     data.setdefault("steps", {})
     return data
 
