@@ -225,23 +225,50 @@ class RayExecutor(Executor):
             num_cpus=spread.per_cpu,
         )
         stop = threading.Event()
+        loop = asyncio.get_running_loop()
+        finished: asyncio.Future[None] = loop.create_future()
+
+        def settle(error: BaseException | None) -> None:
+            if finished.done():
+                return
+            if error is None:
+                finished.set_result(None)
+            else:
+                finished.set_exception(error)
 
         def consume() -> None:
-            # Runs in a thread: Ray's iterator blocks. Counters are plain ints, read by the board.
-            batches = results.iter_batches(batch_size=None, batch_format="numpy")
+            # Ray's iterator blocks, so it is read in a thread. Counters are plain ints, read by the board.
+            # iter() here, not in a for statement, so that ``finally`` can close the very generator Ray
+            # runs the job in: closing it shuts the job's executor down at once (its workers and their
+            # CPUs are freed), where otherwise that waits for the generator to be collected, and a next
+            # job in this process could wait forever for CPUs the last one still holds.
+            error: BaseException | None = None
+            batches = iter(results.iter_batches(batch_size=None, batch_format="numpy"))
             try:
                 for batch in batches:
                     if stop.is_set():
-                        return  # the command was interrupted: what the workers finished is in their shards
+                        return  # the driver gave up (interrupted): what the workers finished is in their shards
                     count_rows(batch, outcome, progress, breaker)
+            except BaseException as exc:  # handed to the driver as is
+                error = exc
             finally:
-                close = getattr(batches, "close", None)
-                if close is not None:
-                    close()  # stops the job's workers now, not when the iterator is collected
+                try:
+                    batches.close()
+                except Exception:  # noqa: BLE001 - a failed shutdown must not hide the step's own outcome
+                    log.debug("closing the Ray iterator failed", exc_info=True)
+                try:
+                    loop.call_soon_threadsafe(settle, error)
+                except RuntimeError:
+                    pass  # the driver's loop is closed: nobody waits for this outcome any more
 
+        # A thread of its own, not the loop's executor, and a daemon: asyncio.run joins every executor
+        # thread when it ends, so a Ray iterator that never returns (the driver interrupted while the job
+        # waits for resources) would keep the process from ending at all.
+        consumer = threading.Thread(target=consume, name="condor-ray-consume", daemon=True)
         tick = asyncio.create_task(self.board.redraw())
+        consumer.start()
         try:
-            await asyncio.to_thread(consume)
+            await finished
         except Exception as exc:
             raise _plain(exc) from None
         finally:
