@@ -1,7 +1,9 @@
 """Tokens per second of the embedded backend (SmolLM2-135M through llama.cpp), plain and with a schema.
 
 Runs a few fixed generations through ``EmbeddedBackend.generate`` on this machine and reports completion
-tokens per second of wall time. ``--write`` replaces its section of docs/benchmarks.md.
+tokens per second of wall time: plain, with the schema held by llguidance (the default), and with
+llama.cpp's own grammar (the fallback without llguidance). ``--write`` replaces its section of
+docs/benchmarks.md.
 
     .venv/bin/python bench/bench_embedded.py --write
 """
@@ -16,6 +18,7 @@ import time
 
 from bench_memory import ROOT, update_section
 
+from condor.llm import embedded
 from condor.llm.base import ChatRequest
 from condor.llm.embedded import EmbeddedBackend
 
@@ -54,9 +57,12 @@ def main() -> None:
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     rows = []
-    for schema in (False, True):
+    for label, schema in (("plain", False), ("JSON schema (llguidance)", True)):
         tokens, seconds = asyncio.run(measure(schema, args.max_tokens, args.repeats))
-        rows.append((("JSON schema (grammar)" if schema else "plain"), tokens, seconds))
+        rows.append((label, tokens, seconds))
+    embedded.guide_tokenizer = lambda llama: None  # the fallback: llama.cpp's grammar over the whole vocabulary
+    tokens, seconds = asyncio.run(measure(True, args.max_tokens, args.repeats))
+    rows.append(("JSON schema (llama.cpp grammar)", tokens, seconds))
     table = ["| output | generations | completion tokens | seconds | tokens/s |", "|---|---:|---:|---:|---:|"]
     for label, tokens, seconds in rows:
         table.append(f"| {label} | {len(PROMPTS) * args.repeats} | {tokens} | {seconds:.1f} | {tokens / seconds:.0f} |")

@@ -8,6 +8,7 @@ import pytest
 
 from condor.llm.base import BackendUnavailable, ChatRequest
 from condor.llm.cache import CachedBackend, RequestCache
+from condor.stages.markers import extract_json
 
 pytestmark = [pytest.mark.slow, pytest.mark.embedded]
 
@@ -50,6 +51,61 @@ def test_schema_constrained_output_parses(backend):
     if out.finish_reason == "stop":  # a cut-off answer cannot be complete JSON; the grammar guarantees the rest
         data = json.loads(out.text)
         assert set(data) == {"easy", "medium", "hard"}
+
+
+CRITIQUE_PROMPT = ("Review this answer. Request: Explain what a cash flow statement is. Answer: It lists the cash a "
+                   "company takes in and pays out in a period, split into operating, investing and financing activities.")
+
+
+@pytest.fixture(scope="module")
+def sampling_backend():
+    engine = EmbeddedBackend(max_tokens=160, temperature=0.8, seed=11, n_ctx=2048)
+    yield engine
+    asyncio.run(engine.aclose())
+
+
+def critiques(engine, count):
+    from condor.stages.critique import SCHEMA
+
+    requests = [ask(CRITIQUE_PROMPT, json_schema=SCHEMA, sample_index=i) for i in range(count)]
+    return SCHEMA, asyncio.run(engine.generate(requests))
+
+
+def test_llguidance_holds_schema_replies_within_a_small_budget(sampling_backend, monkeypatch):
+    # The critique schema allows 700 characters a section, more than 160 tokens hold: the bounds are
+    # fitted to the budget, so a sampled reply closes its object instead of running out mid-string.
+    from condor.llm import llama_guide
+    from condor.llm.schema_budget import fit_to_budget
+
+    calls = []
+    real = llama_guide.SchemaGuide.__call__
+    monkeypatch.setattr(llama_guide.SchemaGuide, "__call__", lambda self, ids, scores: calls.append(1) or real(self, ids, scores))
+    schema, outs = critiques(sampling_backend, 4)
+    assert calls, "the replies were not guided by llguidance"
+    bound = fit_to_budget(schema, 160)["properties"]["strengths"]["maxLength"]
+    whole = [out for out in outs if out.finish_reason == "stop"]
+    assert len(whole) >= 3, [out.text for out in outs]
+    for out in whole:
+        assert out.text.startswith('{"'), out.text  # compact JSON: no whitespace for a small model to loop on
+        data = json.loads(out.text)
+        assert set(data) == set(schema["properties"])
+        assert all(15 <= len(value) <= bound for value in data.values()), data
+
+
+def test_without_llguidance_llama_cpp_grammars_hold_the_schema(monkeypatch):
+    from condor.llm import embedded
+
+    monkeypatch.setattr(embedded, "guide_tokenizer", lambda llama: None)
+    engine = EmbeddedBackend(max_tokens=160, temperature=0.8, seed=11, n_ctx=2048)
+    try:
+        schema, outs = critiques(engine, 2)
+    finally:
+        asyncio.run(engine.aclose())
+    assert engine._guide_tokenizer is None
+    for out in outs:
+        assert out.ok
+        if out.finish_reason == "stop":  # the grammar lets raw line breaks into strings; the parser reads them
+            assert set(extract_json(out.text)) == set(schema["properties"])
 
 
 def test_event_loop_keeps_running_during_generation(backend):

@@ -173,3 +173,8 @@ def test_refine_parser_is_fast_on_long_bold_debris():
     from condor.stages.refine import read_text_answer
 
     assert _seconds(read_text_answer, "[Improved Answer Start]" + "** " * 17000) < 1
+
+
+def test_a_raw_line_break_inside_a_json_string_reads_as_a_line_break():
+    reply = '{"strengths": "1. Clear.\n2. Short.", "weaknesses": "none"}'
+    assert extract_json(reply) == {"strengths": "1. Clear.\n2. Short.", "weaknesses": "none"}

@@ -54,6 +54,7 @@ from condor.llm.openai_startup import ServerStartUp
 from condor.llm.errors import ALWAYS_RETRY, MAYBE_TRANSIENT, SETUP_ERRORS, model_missing, server_message
 from condor.llm.limits import RateLimiter, estimate_tokens
 from condor.llm.slots import RequestSlots
+from condor.llm.schema_budget import fit_to_budget
 from condor.llm.settings import check_base_url
 from condor.llm.wire import Refused as _Refused
 from condor.llm.wire import Secret as _Secret
@@ -265,7 +266,7 @@ class OpenAIBackend(ServerStartUp, LLMBackend):
         if request.stop:
             body["stop"] = request.stop
         if request.json_schema is not None:
-            body.update(schema_fields(self.dialect, request.json_schema))
+            body.update(schema_fields(self.dialect, fit_to_budget(request.json_schema, max_tokens)))
         return body
 
     async def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:

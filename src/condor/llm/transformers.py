@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from condor.llm import constrained
 from condor.llm.base import BackendUnavailable, Capabilities, ChatRequest, Completion, LLMBackend, with_defaults
 from condor.llm.hf_models import fingerprint, load_model, load_tokenizer, pick_device, resolve_source, torch_dtype
+from condor.llm.schema_budget import fit_to_budget
 
 if TYPE_CHECKING:
     from condor.llm.settings import TransformersSettings
@@ -167,7 +168,8 @@ class TransformersBackend(LLMBackend):
                 if self._guidance is None:
                     return [Completion.failed("this backend cannot constrain output to a schema (llguidance is "
                                               "not installed)") for _ in batch]
-                constraint = constrained.SchemaConstraint(self._guidance, [r.json_schema for r in batch], length, stops)
+                schemas = [fit_to_budget(r.json_schema, max_new) if r.json_schema is not None else None for r in batch]
+                constraint = constrained.SchemaConstraint(self._guidance, schemas, length, stops)
                 sampling["logits_processor"] = LogitsProcessorList([constraint])
             with torch.inference_mode():
                 output = model.generate(**encoded.to(self._device), max_new_tokens=max_new,

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from condor.llm.base import BackendUnavailable, Capabilities, ChatRequest, Completion, LLMBackend, clean_text
 from condor.llm.base import with_defaults
+from condor.llm.schema_budget import fit_to_budget
 
 if TYPE_CHECKING:
     from condor.llm.settings import VLLMSettings
@@ -207,7 +208,8 @@ class VLLMBackend(LLMBackend):
         assert self._api is not None
         kwargs = sampling_arguments(request)
         if request.json_schema is not None:
-            field, constraint = structured_argument(request.json_schema, self._api.structured_field)
+            field, constraint = structured_argument(fit_to_budget(request.json_schema, request.max_tokens),
+                                                    self._api.structured_field)
             kwargs[field] = self._api.StructuredParams(**constraint)
         return self._api.SamplingParams(**kwargs)
 

@@ -226,12 +226,14 @@ def extract_json(text: str) -> Any:
         first, last = text.find(opener), text.rfind(closer)
         if first != -1 and last > first:
             candidates.append(text[first : last + 1])
-    decoder = json.JSONDecoder()
+    # strict=False: a raw line break inside a string (models write them, and llama.cpp's grammars let
+    # them through) reads as the line break it means instead of failing the whole reply.
+    decoder = json.JSONDecoder(strict=False)
     for candidate in candidates:
         if not candidate:
             continue
         try:
-            return json.loads(candidate)
+            return decoder.decode(candidate)
         except (ValueError, RecursionError):
             pass
         # Prose after a complete object ("{...} Hope this helps") defeats json.loads but not raw_decode.
