@@ -220,6 +220,18 @@ async def test_schema_sent_as_response_format(fake_server):
     assert answer["tags"] and all(isinstance(t, str) for t in answer["tags"])
 
 
+async def test_string_bounds_a_small_budget_cannot_hold_are_fitted_in_what_is_sent(fake_server):
+    schema = {"type": "object", "properties": {name: {"type": "string", "minLength": 5, "maxLength": 700}
+                                               for name in ("strengths", "weaknesses")},
+              "required": ["strengths", "weaknesses"]}
+    async with make_backend(fake_server, max_tokens=2048) as backend:
+        await backend.generate([ask("review", json_schema=schema, max_tokens=100), ask("review", json_schema=schema)])
+    sent = {body["max_tokens"]: body["response_format"]["json_schema"]["schema"] for body in fake_server.request_log}
+    tight, roomy = sent[100], sent[2048]
+    assert [value["maxLength"] for value in tight["properties"].values()] == [126, 126]  # (100 - 4 - 2 x 6) x 3 / 2
+    assert roomy == schema and schema["properties"]["strengths"]["maxLength"] == 700
+
+
 async def test_seed_plus_sample_index_gives_distinct_seeds(fake_server):
     requests = [ask("same", seed=7, sample_index=i) for i in range(3)]
     requests += [ask("same", sample_index=i) for i in range(2)]  # falls back to the backend's seed

@@ -175,8 +175,8 @@ class EmbeddedBackend(LLMBackend):
             return None
         try:
             return SchemaGuide(self._guide_tokenizer, schema, llama.n_vocab(), llama.token_eos())
-        except ValueError as exc:
-            log.info("%s; using llama.cpp's grammar for it", exc)
+        except Exception as exc:  # noqa: BLE001 - any schema llguidance refuses still has the grammar path
+            log.info("llguidance cannot hold this schema (%s); using llama.cpp's grammar for it", exc)
             return None
 
     async def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:

@@ -52,7 +52,7 @@ class SchemaGuide:
         grammar = LLMatcher.grammar_from_json_schema(schema, defaults=JSON_OPTIONS)  # type: ignore[arg-type]
         self.matcher = LLMatcher(tokenizer, grammar, log_level=0)
         if self.matcher.is_error():
-            raise ValueError(f"llguidance cannot hold this schema: {self.matcher.get_error()[:200]}")
+            raise ValueError(self.matcher.get_error()[:200])
         self.n_vocab = n_vocab
         self.eos = eos
         self._seen: int | None = None  # tokens of input_ids already fed to the matcher
