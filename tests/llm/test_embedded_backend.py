@@ -74,6 +74,7 @@ def critiques(engine, count):
 def test_llguidance_holds_schema_replies_within_a_small_budget(sampling_backend, monkeypatch):
     # The critique schema allows 700 characters a section, more than 160 tokens hold: the bounds are
     # fitted to the budget, so a sampled reply closes its object instead of running out mid-string.
+    pytest.importorskip("llguidance", reason="the embedded extra installs it")
     from condor.llm import llama_guide
     from condor.llm.schema_budget import fit_to_budget
 
@@ -97,15 +98,20 @@ def test_without_llguidance_llama_cpp_grammars_hold_the_schema(monkeypatch):
 
     monkeypatch.setattr(embedded, "guide_tokenizer", lambda llama: None)
     engine = EmbeddedBackend(max_tokens=160, temperature=0.8, seed=11, n_ctx=2048)
+    grammars = []
     try:
-        schema, outs = critiques(engine, 2)
+        real = engine._load()
+        original = real.create_chat_completion
+        monkeypatch.setattr(real, "create_chat_completion",
+                            lambda **kw: grammars.append("response_format" in kw and "logits_processor" not in kw) or original(**kw))
+        schema, outs = critiques(engine, 3)
     finally:
         asyncio.run(engine.aclose())
-    assert engine._guide_tokenizer is None
-    for out in outs:
-        assert out.ok
-        if out.finish_reason == "stop":  # the grammar lets raw line breaks into strings; the parser reads them
-            assert set(extract_json(out.text)) == set(schema["properties"])
+    assert grammars == [True, True, True], "the schema did not go to llama.cpp's grammar"
+    whole = [out for out in outs if out.finish_reason == "stop"]
+    assert whole, [out.text for out in outs]
+    for out in whole:  # the grammar lets raw line breaks into strings; the parser reads them
+        assert set(extract_json(out.text)) == set(schema["properties"])
 
 
 def test_event_loop_keeps_running_during_generation(backend):

@@ -37,7 +37,20 @@ def test_unbounded_strings_stay_unbounded():
 
 def test_bounds_never_drop_below_the_minimum():
     schema = {"type": "object", "properties": {"reason": {"type": "string", "minLength": 40, "maxLength": 400}}}
-    assert fit_to_budget(schema, 8)["properties"]["reason"]["maxLength"] == 40
+    assert fit_to_budget(schema, 20)["properties"]["reason"]["maxLength"] == 40
+    unmarked = {"type": "object", "properties": {"reason": {"type": "string", "maxLength": 400}}}
+    assert fit_to_budget(unmarked, 11)["properties"]["reason"]["maxLength"] == 3
+
+
+def test_shaped_strings_and_hopeless_budgets_are_left_alone():
+    dated = {"type": "object", "properties": {"day": {"type": "string", "pattern": "^[0-9-]+$", "maxLength": 10},
+                                              "note": {"type": "string", "maxLength": 300}}}
+    fitted = fit_to_budget(dated, 40)
+    assert fitted["properties"]["day"]["maxLength"] == 10 and fitted["properties"]["note"]["maxLength"] < 300
+    # Not even room for the keys: squeezing the strings would not make the reply whole.
+    assert fit_to_budget(dated, 8) is dated
+    empty = {"type": "object", "properties": {"a": {"type": "string", "maxLength": 0}}}
+    assert fit_to_budget(empty, 5) is empty
 
 
 @given(st.integers(min_value=-5, max_value=5000), st.lists(st.integers(min_value=0, max_value=3000), min_size=1, max_size=5))
@@ -45,4 +58,5 @@ def test_any_budget_gives_bounds_within_the_declared_ones(max_tokens, bounds):
     schema = {"type": "object", "properties": {f"f{i}": {"type": "string", "maxLength": b} for i, b in enumerate(bounds)}}
     fitted = fit_to_budget(schema, max_tokens)
     for name, value in fitted["properties"].items():
-        assert 0 <= value["maxLength"] <= schema["properties"][name]["maxLength"]
+        declared = schema["properties"][name]["maxLength"]
+        assert value["maxLength"] == declared or 1 <= value["maxLength"] < declared

@@ -126,3 +126,12 @@ def test_an_answer_that_used_its_whole_token_budget_is_cut_off_and_kept_out_of_t
         assert (verdict is answered) == kept, verdict
         if not kept:
             assert verdict.reason == "answer_truncated"
+
+
+def test_a_rows_schema_bounds_are_fitted_to_its_budget():
+    schema = {"type": "object", "properties": {"reason": {"type": "string", "minLength": 5, "maxLength": 700}},
+              "required": ["reason"]}
+    request = ChatRequest(messages=[{"role": "user", "content": "judge"}], max_tokens=60, json_schema=schema)
+    sent = json.loads(request_row(0, request)["sampling_params"]["structured_outputs"]["json"])
+    assert sent["properties"]["reason"]["maxLength"] == 150  # (60 - 4 - 6) x 3
+    assert schema["properties"]["reason"]["maxLength"] == 700

@@ -178,3 +178,7 @@ def test_refine_parser_is_fast_on_long_bold_debris():
 def test_a_raw_line_break_inside_a_json_string_reads_as_a_line_break():
     reply = '{"strengths": "1. Clear.\n2. Short.", "weaknesses": "none"}'
     assert extract_json(reply) == {"strengths": "1. Clear.\n2. Short.", "weaknesses": "none"}
+
+
+def test_control_characters_never_reach_a_fields_text():
+    assert json_text(extract_json('{"a": "one\\u0000 two\r\n\tthree\u0007"}')["a"]) == "one two\n\tthree"

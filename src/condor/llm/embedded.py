@@ -6,7 +6,8 @@ calls block and are not thread-safe, so they run one at a time on a dedicated wo
 keeps serving progress, writes and other backends meanwhile.
 
 JSON schemas are what keeps a model this small parseable. They are held by llguidance in the sampler
-(:mod:`condor.llm.llama_guide`, about twice the writing rate of llama.cpp's own grammars on two cores),
+(:mod:`condor.llm.llama_guide`, about 1.75 times the writing rate of llama.cpp's own grammars on two
+cores),
 or by llama.cpp grammars (``response_format`` with a schema) when llguidance is missing; bounds the token
 budget cannot hold are tightened first (:mod:`condor.llm.schema_budget`). Not covered: batching several
 sequences in one llama.cpp context.
@@ -174,7 +175,7 @@ class EmbeddedBackend(LLMBackend):
         if self._guide_tokenizer is None:
             return None
         try:
-            return SchemaGuide(self._guide_tokenizer, schema, llama.n_vocab(), llama.token_eos())
+            return SchemaGuide(self._guide_tokenizer, schema, llama.token_eos())
         except Exception as exc:  # noqa: BLE001 - any schema llguidance refuses still has the grammar path
             log.info("llguidance cannot hold this schema (%s); using llama.cpp's grammar for it", exc)
             return None

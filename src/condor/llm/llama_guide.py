@@ -46,18 +46,32 @@ def guide_tokenizer(llama: Any) -> Any | None:
 class SchemaGuide:
     """A logits processor that keeps one reply to ``schema`` (one per request: it holds the state)."""
 
-    def __init__(self, tokenizer: Any, schema: dict[str, Any], n_vocab: int, eos: int) -> None:
+    def __init__(self, tokenizer: Any, schema: dict[str, Any], eos: int) -> None:
         from llguidance import LLMatcher
 
         grammar = LLMatcher.grammar_from_json_schema(schema, defaults=JSON_OPTIONS)  # type: ignore[arg-type]
         self.matcher = LLMatcher(tokenizer, grammar, log_level=0)
         if self.matcher.is_error():
             raise ValueError(self.matcher.get_error()[:200])
-        self.n_vocab = n_vocab
         self.eos = eos
         self._seen: int | None = None  # tokens of input_ids already fed to the matcher
 
     def __call__(self, input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        # llama-cpp-python calls this through ctypes, which would swallow an exception and let the next
+        # token be sampled unconstrained: a failure here ends the reply instead (it then fails to parse).
+        try:
+            return self._mask(input_ids, scores)
+        except Exception:  # noqa: BLE001
+            log.warning("the llguidance guide failed; the reply ends here", exc_info=True)
+            return self._only_eos(scores)
+
+    def _only_eos(self, scores: np.ndarray) -> np.ndarray:
+        keep = scores[self.eos]
+        scores[:] = -np.inf
+        scores[self.eos] = keep
+        return scores
+
+    def _mask(self, input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
         # The first call sees the prompt; each later one sees the tokens sampled since.
         if self._seen is None:
             self._seen = len(input_ids)
@@ -67,15 +81,7 @@ class SchemaGuide:
             self.matcher.consume_token(int(token))
         self._seen = len(input_ids)
         if self.matcher.is_error() or self.matcher.is_stopped():
-            keep = scores[self.eos]
-            scores[:] = -np.inf
-            scores[self.eos] = keep
-            return scores
+            return self._only_eos(scores)
         allowed = np.unpackbits(np.frombuffer(self.matcher.compute_bitmask(), dtype=np.uint8), bitorder="little")
         scores[allowed[: len(scores)] == 0] = -np.inf
         return scores
-
-    @property
-    def error(self) -> str | None:
-        """llguidance's reason, if the matcher failed."""
-        return self.matcher.get_error()[:200] if self.matcher.is_error() else None

@@ -249,8 +249,10 @@ class RayExecutor(Executor):
                     if stop.is_set():
                         return  # the driver gave up (interrupted): what the workers finished is in their shards
                     count_rows(batch, outcome, progress, breaker)
-            except BaseException as exc:  # handed to the driver as is
+            except Exception as exc:  # handed to the driver as is
                 error = exc
+            except BaseException as exc:  # noqa: BLE001 - a future cannot carry these (StopIteration, say)
+                error = RuntimeError(f"the Ray consumer stopped: {type(exc).__name__}: {exc}")
             finally:
                 try:
                     batches.close()
@@ -266,8 +268,8 @@ class RayExecutor(Executor):
         # waits for resources) would keep the process from ending at all.
         consumer = threading.Thread(target=consume, name="condor-ray-consume", daemon=True)
         tick = asyncio.create_task(self.board.redraw())
-        consumer.start()
         try:
+            consumer.start()
             await finished
         except Exception as exc:
             raise _plain(exc) from None

@@ -32,6 +32,7 @@ from typing import Any, Sequence
 
 from condor.errors import ConfigError
 from condor.llm.base import BackendUnavailable, Capabilities, ChatRequest, Completion, LLMBackend, clean_text
+from condor.llm.schema_budget import fit_to_budget
 from condor.llm.vllm import engine_arguments, resolve_request, vllm_identity
 
 #: Rows of one pass; the window of the step on the driver is as wide, so a pass holds the whole step.
@@ -89,7 +90,8 @@ def request_row(index: int, request: ChatRequest) -> dict[str, Any]:
     }
     if request.json_schema is not None:
         # As text: rows with schemas of different shapes would not fit one Arrow column type.
-        sampling["structured_outputs"] = {"json": json.dumps(request.json_schema, sort_keys=True)}
+        schema = fit_to_budget(request.json_schema, request.max_tokens)
+        sampling["structured_outputs"] = {"json": json.dumps(schema, sort_keys=True)}
     return {"condor_index": index, "messages": request.messages, "sampling_params": sampling}
 
 

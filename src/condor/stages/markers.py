@@ -236,7 +236,7 @@ def extract_json(text: str) -> Any:
             return decoder.decode(candidate)
         except (ValueError, RecursionError):
             pass
-        # Prose after a complete object ("{...} Hope this helps") defeats json.loads but not raw_decode.
+        # Prose after a complete object ("{...} Hope this helps") defeats decode but not raw_decode.
         start = min((i for i in (candidate.find("{"), candidate.find("[")) if i != -1), default=-1)
         if start != -1:
             try:
@@ -246,12 +246,18 @@ def extract_json(text: str) -> Any:
     raise ParseError("invalid_json", "no JSON value could be decoded from the reply")
 
 
+# Control characters other than tab and line feed: a JSON string may carry them (escaped, or raw since
+# extract_json reads leniently), and no reader wants them in a dataset's text.
+_CONTROL = dict.fromkeys(c for c in range(32) if c not in (9, 10))
+
+
 def json_text(value: Any) -> str:
-    """A JSON field as text: strings as they are, lists of points as one point per line."""
+    """A JSON field as text: strings as they are (less control characters), lists of points as one
+    point per line."""
     if value is None:
         return ""
     if isinstance(value, str):
-        return value.strip()
+        return value.translate(_CONTROL).strip()
     if isinstance(value, (list, tuple)):
         lines = [json_text(item) for item in value]
         lines = [line for line in lines if line]
