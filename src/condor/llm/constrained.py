@@ -17,6 +17,12 @@ from typing import Any, Sequence
 import numpy as np
 
 
+def allowed_tokens(matcher: Any) -> np.ndarray:
+    """One byte per token id (1: allowed next), from an llguidance matcher's packed bitmask; the array
+    may run past the vocabulary to a multiple of 32."""
+    return np.unpackbits(np.frombuffer(matcher.compute_bitmask(), dtype=np.uint8), bitorder="little")
+
+
 def available() -> bool:
     try:
         import llguidance  # noqa: F401
@@ -77,8 +83,7 @@ class SchemaConstraint:
             if matcher.is_stopped() or matcher.is_error():
                 self._only_eos(scores, row)
                 continue
-            bits = np.unpackbits(np.frombuffer(matcher.compute_bitmask(), dtype=np.uint8), bitorder="little")
-            allowed = torch.from_numpy(bits[: self.vocab_size].astype(bool))
+            allowed = torch.from_numpy(allowed_tokens(matcher)[: self.vocab_size].astype(bool))
             columns = scores.shape[1]
             if allowed.shape[0] < columns:  # the model's vocabulary is padded past the tokenizer's
                 allowed = torch.cat([allowed, torch.zeros(columns - allowed.shape[0], dtype=torch.bool)])

@@ -7,10 +7,9 @@ keeps serving progress, writes and other backends meanwhile.
 
 JSON schemas are what keeps a model this small parseable. They are held by llguidance in the sampler
 (:mod:`condor.llm.llama_guide`, about 1.75 times the writing rate of llama.cpp's own grammars on two
-cores),
-or by llama.cpp grammars (``response_format`` with a schema) when llguidance is missing; bounds the token
-budget cannot hold are tightened first (:mod:`condor.llm.schema_budget`). Not covered: batching several
-sequences in one llama.cpp context.
+cores), or by llama.cpp grammars (``response_format`` with a schema) when llguidance is missing; bounds
+the token budget cannot hold are tightened first (:mod:`condor.llm.schema_budget`). Not covered:
+batching several sequences in one llama.cpp context.
 """
 
 from __future__ import annotations

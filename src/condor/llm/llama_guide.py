@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from condor.llm.constrained import allowed_tokens
+
 log = logging.getLogger(__name__)
 
 # Compact separators, no whitespace between tokens of the JSON.
@@ -82,6 +84,5 @@ class SchemaGuide:
         self._seen = len(input_ids)
         if self.matcher.is_error() or self.matcher.is_stopped():
             return self._only_eos(scores)
-        allowed = np.unpackbits(np.frombuffer(self.matcher.compute_bitmask(), dtype=np.uint8), bitorder="little")
-        scores[allowed[: len(scores)] == 0] = -np.inf
+        scores[allowed_tokens(self.matcher)[: len(scores)] == 0] = -np.inf
         return scores

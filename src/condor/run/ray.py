@@ -239,9 +239,9 @@ class RayExecutor(Executor):
         def consume() -> None:
             # Ray's iterator blocks, so it is read in a thread. Counters are plain ints, read by the board.
             # iter() here, not in a for statement, so that ``finally`` can close the very generator Ray
-            # runs the job in: closing it shuts the job's executor down at once (its workers and their
-            # CPUs are freed), where otherwise that waits for the generator to be collected, and a next
-            # job in this process could wait forever for CPUs the last one still holds.
+            # runs the job in: closing it asks Ray to shut the job's executor down now rather than when
+            # the generator is collected. (Its actors may still hold their CPUs for a while after an
+            # early stop: seen in tests, not yet explained.)
             error: BaseException | None = None
             batches = iter(results.iter_batches(batch_size=None, batch_format="numpy"))
             try:
