@@ -217,6 +217,15 @@ def condor_void(out: Path, server, *more: str) -> list[str]:
             "--concurrency", "8", "--quiet", *more]
 
 
+def cpus_back_within(seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if ray.available_resources().get("CPU", 0.0) >= ray.cluster_resources().get("CPU", 0.0):
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def test_an_outage_stops_the_step_with_the_default_block_sizes(tmp_path, ray_address):
     # 33 inputs in blocks of 8 (the executor's own sizing for concurrency 8 on two workers): no block
     # alone reaches the 32 failures in a row that mean "down", and the step must stop all the same.
@@ -225,6 +234,9 @@ def test_an_outage_stops_the_step_with_the_default_block_sizes(tmp_path, ray_add
         cfg = config(down, "ray", **{"pipeline.leaves": 11, "llm.max_retries": 0})
         with pytest.raises(BackendUnavailable, match="requests in a row failed .* seems down"):
             asyncio.run(arun_pipeline(cfg, out, mode="void"))
+        # The stopped job's workers give their CPUs back: a job that kept them left the next one (the rerun
+        # below) waiting for resources, its iterator blocked, until pytest-timeout ended the test.
+        assert cpus_back_within(30.0), f"the stopped job still holds CPUs: {ray.available_resources()}"
         store = RunDirectory(out).stage("questions")
         assert not store.is_complete(), "an outage must not count as a finished step"
         failed = {unit["input_id"] for unit in store.iter_units() if unit.get("transient")}

@@ -4,6 +4,7 @@ written after every block). (Runs on a local Ray are in test_ray_executor.py.)""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import tempfile
@@ -19,7 +20,7 @@ from condor.llm.settings import OpenAISettings
 from condor.run.executor import StageOutcome
 from condor.run.progress import StageProgress
 from condor.run.ray import _plain
-from condor.run.ray_blocks import BlockFiles, check_every_input_has_a_unit, count_rows, shape
+from condor.run.ray_blocks import BlockFiles, check_every_input_has_a_unit, count_rows, shape, stop_error, stop_text
 from condor.run.ray_worker import BlockJob, BlockWorker, cache_file, writer_name
 from condor.run.unit import OutageBreaker
 from condor.run.steps import ModelStep
@@ -134,12 +135,51 @@ def test_a_server_that_stops_answering_stops_the_block(tmp_path, fake_server):
     worker = BlockWorker(job(tmp_path, fake_server, retries=0, outage_after=3))
     fake_server.fail_rate, fake_server.fail_kinds = 1.0, ("500",)
     try:
+        rows = worker.wait(worker.block(items(10)))
+        # The block's last row stops the step (the driver raises it); the rows before it are its inputs.
+        assert rows["stop"][-1].startswith("BackendUnavailable: 3 requests in a row failed") and "seems down" in rows["stop"][-1]
+        assert not any(rows["stop"][:-1]) and rows["input_id"][-1] == "" and all(rows["input_id"][:-1])
         with pytest.raises(BackendUnavailable, match="seems down"):
-            worker.wait(worker.block(items(10)))
+            count_rows(rows, StageOutcome("echo"), StageProgress("echo", 10), OutageBreaker(32, "x"))
     finally:
         fake_server.fail_rate = 0.0
         del worker
-    assert fake_server.request_count < 10  # stopped, rather than recording every input as failed
+    # Stopped, rather than recording every input as failed: after the third failure in a row nothing more
+    # is sent, so at most the other three requests of the window (4) were in flight.
+    assert fake_server.request_count <= 6
+    # Every failure the breaker counted is in the block's shard (sent again on the next run).
+    units = [json.loads(line) for path in (tmp_path / "stages" / "echo").glob("units-*.jsonl")
+             for line in path.read_text(encoding="utf-8").splitlines()]
+    assert len(units) >= 3 and all(unit["transient"] for unit in units)
+
+
+def test_a_dropped_worker_never_waits_without_bound(tmp_path, fake_server, monkeypatch):
+    import threading
+
+    import condor.run.ray_worker as ray_worker
+
+    def dropped_within(worker: BlockWorker, seconds: float) -> bool:
+        # __del__ is what Ray calls when it drops the worker; it runs in a thread here so that a hang fails.
+        done = threading.Event()
+        threading.Thread(target=lambda: (worker.__del__(), done.set()), daemon=True).start()
+        return done.wait(seconds)
+
+    # A backend whose connections never close: the worker gives up after CLOSE_SECONDS.
+    monkeypatch.setattr(ray_worker, "CLOSE_SECONDS", 0.3)
+    stuck = BlockWorker(job(tmp_path, fake_server))
+
+    async def never() -> None:
+        await asyncio.Event().wait()
+
+    stuck.backend.aclose = never
+    assert dropped_within(stuck, 5.0)
+    # A worker dropped as its process ends, when the loop's thread no longer runs (Ray's worker exit).
+    ended = BlockWorker(job(tmp_path, fake_server))
+    ended.wait(ended.backend.aclose())
+    ended.loop.call_soon_threadsafe(ended.loop.stop)
+    ended.thread.join(5.0)
+    assert not ended.thread.is_alive()
+    assert dropped_within(ended, 5.0)
 
 
 def test_writer_names_are_valid_shard_names_and_caches_stay_on_one_host(tmp_path):
@@ -182,8 +222,7 @@ def test_a_worker_counts_failures_in_a_row_across_its_blocks(tmp_path, fake_serv
         for block in blocks[:3]:
             rows = worker.wait(worker.block(block))
             assert all(rows["transient"]) and all(rows["failed"]) and all("http 500" in e for e in rows["error"])
-        with pytest.raises(BackendUnavailable, match="32 requests in a row failed .* seems down"):
-            worker.wait(worker.block(blocks[3]))
+        assert "32 requests in a row failed" in worker.wait(worker.block(blocks[3]))["stop"][-1]
         # A success in between starts the count again.
         fake_server.fail_rate = 0.0
         worker.wait(worker.block(items(41)[40:]))
@@ -199,7 +238,7 @@ def rows(*transient: bool) -> dict[str, list]:
             "rejections": [0] * n, "failed": list(transient), "transient": list(transient),
             "error": ["http 500" if t else "" for t in transient], "resumed": [False] * n, "requests": [1] * n,
             "cached": [0] * n, "retries": [0] * n, "request_failures": [int(t) for t in transient],
-            "prompt_tokens": [5] * n, "completion_tokens": [0 if t else 7 for t in transient]}
+            "prompt_tokens": [5] * n, "completion_tokens": [0 if t else 7 for t in transient], "stop": [""] * n}
 
 
 def test_the_driver_counts_failures_in_a_row_over_every_workers_rows():
@@ -275,6 +314,13 @@ def test_worker_errors_reach_the_command_as_one_plain_line():
     plain = _plain(UserCodeException(text))
     assert type(plain) is BackendUnavailable and str(plain).startswith("32 requests in a row failed at http://gpu1")
     assert str(plain).endswith("the server seems down.")
+    # What a worker hands back as a stop row comes back as its own kind, message whole.
+    for error in (RunStoreError("cannot write to /x/units.jsonl: disk full"), ConfigError("bad: value"),
+                  BackendUnavailable("down")):
+        again = stop_error(stop_text(error))
+        assert type(again) is type(error) and str(again) == str(error)
+    unknown = stop_error("KeyError: 'x'")
+    assert isinstance(unknown, BackendUnavailable) and "KeyError: 'x'" in str(unknown)
 
 
 def test_writers_in_two_connections_never_block_each_other(tmp_path):

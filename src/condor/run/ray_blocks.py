@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from condor.llm.base import Usage
+from condor.errors import ConfigError
+from condor.llm.base import BackendUnavailable, Usage
 from condor.run.executor import StageOutcome
 from condor.run.progress import StageProgress
 from condor.run.store import RunStoreError, StageStore
@@ -108,11 +109,32 @@ def shape(settings: Any, cpus: float, workers: int | None = None) -> Shape:
     return Shape(workers, window, per_cpu, settings.model_copy(update=update))
 
 
+#: Errors a worker hands back as a row that stops the step (see :func:`stop_text`), rather than raising.
+STOP_KINDS: tuple[type[Exception], ...] = (BackendUnavailable, ConfigError, RunStoreError)
+
+
+def stop_text(exc: BaseException) -> str:
+    """A stop row's ``stop`` value: the error's kind and message."""
+    return f"{type(exc).__name__}: {exc}"
+
+
+def stop_error(text: str) -> Exception:
+    """The error a stop row's ``stop`` value names, as its own kind (one line for the command)."""
+    kind, _, message = text.partition(": ")
+    for known in STOP_KINDS:
+        if known.__name__ == kind:
+            return known(message)
+    return BackendUnavailable(f"a Ray worker stopped the step: {text}")
+
+
 def count_rows(batch: dict[str, Any], outcome: StageOutcome, progress: StageProgress, breaker: OutageBreaker) -> None:
     """Count a batch of the workers' rows (:data:`~condor.run.ray_worker.RESULT_COLUMNS`, one per input)
-    into ``outcome`` and ``progress``; raises :class:`~condor.llm.base.BackendUnavailable` once
-    ``breaker`` has seen its streak of transport failures, counted over every worker's rows."""
+    into ``outcome`` and ``progress``. Raises a worker's stop row as its error, and
+    :class:`~condor.llm.base.BackendUnavailable` once ``breaker`` has seen its streak of transport
+    failures, counted over every worker's rows."""
     for i in range(len(batch["input_id"])):
+        if batch["stop"][i]:
+            raise stop_error(str(batch["stop"][i]))
         usage = Usage(requests=int(batch["requests"][i]), cached=int(batch["cached"][i]), retries=int(batch["retries"][i]),
                       failures=int(batch["request_failures"][i]), prompt_tokens=int(batch["prompt_tokens"][i]),
                       completion_tokens=int(batch["completion_tokens"][i]))

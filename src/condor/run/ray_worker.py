@@ -13,6 +13,8 @@ What goes back to the driver is one small row per input (counts, token usage, an
 at the transport level), never the records themselves. A worker counts transport failures in a row
 across all the blocks it runs (:class:`~condor.run.unit.OutageBreaker`), and so does the driver over
 every worker's rows, so a server that goes down stops the step however the inputs fall into blocks.
+A block that must stop the step ends with one more row, whose ``stop`` names the error; once the
+breaker has tripped, no request waiting for a slot is sent.
 
 The request cache: by default, with a local Ray, workers share the run's SQLite file with the driver
 (all on one host: WAL, short write transactions, see :mod:`condor.llm.cache`). On a cluster, where
@@ -27,14 +29,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Coroutine, Iterable, TypeVar
 
-from condor.llm.base import LLMBackend, Usage
+from condor.llm.base import BackendUnavailable, LLMBackend, Usage
 from condor.llm.settings import settings_key
+from condor.run.ray_blocks import STOP_KINDS, stop_text
 from condor.run.recovery import OutputChecks
 from condor.run.steps import ModelStep
 from condor.run.store import StageStore
@@ -42,9 +46,12 @@ from condor.run.unit import OutageBreaker, make_unit, server_of
 
 T = TypeVar("T")
 
+#: How long a dropped worker waits for its backend's connections to close.
+CLOSE_SECONDS = 5.0
+
 #: Columns of the rows a block returns to the driver, one row per input.
 RESULT_COLUMNS = ("input_id", "records", "rejections", "failed", "transient", "error", "resumed", "requests",
-                  "cached", "retries", "request_failures", "prompt_tokens", "completion_tokens")
+                  "cached", "retries", "request_failures", "prompt_tokens", "completion_tokens", "stop")
 
 
 @dataclass(frozen=True)
@@ -92,7 +99,8 @@ class BlockWorker:
         # The worker's own event loop, in a thread of its own: Ray may hand this worker a second block
         # while the first is in its tail, and both then share the loop, the backend and the window.
         self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self.loop.run_forever, name="condor-block-worker", daemon=True).start()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="condor-block-worker", daemon=True)
+        self.thread.start()
         self.slots = asyncio.Semaphore(job.window)
         self.cache: Any = None
         self.backend = self.wait(self._open())
@@ -117,12 +125,21 @@ class BlockWorker:
 
     def __del__(self) -> None:
         # Ray ends a worker's life by dropping it: close connections then (the cache is written after
-        # every block already).
+        # every block already). Never wait without bound here: when the worker is dropped only as its
+        # process ends, the loop's daemon thread no longer runs, and a plain wait would keep the
+        # process, and the CPUs Ray reserved for it, forever (seen: an orphaned worker stuck here).
+        thread = getattr(self, "thread", None)
+        if thread is None or not thread.is_alive() or sys.is_finalizing():
+            return
         try:
-            self.wait(self.backend.aclose())
-            self.loop.call_soon_threadsafe(self.loop.stop)
-        except Exception:
+            asyncio.run_coroutine_threadsafe(self.backend.aclose(), self.loop).result(timeout=CLOSE_SECONDS)
+        except Exception:  # noqa: BLE001 - a connection that will not close must not keep the worker
             pass
+        finally:
+            try:
+                self.loop.call_soon_threadsafe(self.loop.stop)
+            except RuntimeError:
+                pass  # the loop is closed already
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         items = [json.loads(line) for line in batch["text"]]
@@ -148,7 +165,14 @@ class BlockWorker:
                     _add_row(out, unit, Usage(), resumed=True)
                 else:
                     pending.append(item)
-            await self._run(pending, store, out)
+            try:
+                await self._run(pending, store, out)
+            except STOP_KINDS as exc:
+                # Handed back as a row, not raised. A Ray task that fails makes Ray Data shut the job down
+                # without killing its actors: they live on, holding their CPUs, while anything still
+                # holds a handle (seen: the next job waiting for them). The driver raises it from the
+                # row and closes the job, and a closed job's actors are killed.
+                _add_stop(out, exc)
         finally:
             store.close()
             if self.cache is not None:
@@ -162,20 +186,29 @@ class BlockWorker:
         structured = getattr(job.settings, "structured", "auto")
         key = settings_key(step.settings)
 
-        async def one(item: dict[str, Any]) -> tuple[dict[str, Any], Usage]:
+        down: list[BackendUnavailable] = []
+
+        async def one(item: dict[str, Any]) -> None:
             async with self.slots:
-                return await make_unit(step.stage, self.backend, item["record"], item["hash"],  # type: ignore[arg-type]
-                                       structured=structured, checks=checks, settings=key)
+                if down:
+                    return  # the server is down: nothing more is sent
+                unit, usage = await make_unit(step.stage, self.backend, item["record"], item["hash"],  # type: ignore[arg-type]
+                                              structured=structured, checks=checks, settings=key)
+                # Written and observed before the slot is free: a request waiting for the slot must not be
+                # sent after the failure that completes an outage streak, and every unit the breaker
+                # counted is in the shard when the block stops.
+                store.append(unit)
+                _add_row(out, unit, usage, resumed=False)
+                outage = self.breaker.observe(bool(unit.get("transient")), unit.get("error"))
+                if outage is not None and not down:
+                    down.append(outage)
 
         tasks = [asyncio.ensure_future(one(item)) for item in items]
         try:
             for finished in asyncio.as_completed(tasks):
-                unit, usage = await finished
-                store.append(unit)
-                _add_row(out, unit, usage, resumed=False)
-                outage = self.breaker.observe(bool(unit.get("transient")), unit.get("error"))
-                if outage is not None:
-                    raise outage
+                await finished
+                if down:
+                    raise down[0]
         finally:
             for task in tasks:
                 task.cancel()
@@ -209,6 +242,15 @@ def _add_row(out: dict[str, list], unit: dict[str, Any], usage: Usage, *, resume
     tokens = unit.get("usage") or {}
     out["prompt_tokens"].append(int(tokens.get("prompt_tokens", 0)))
     out["completion_tokens"].append(int(tokens.get("completion_tokens", 0)))
+    out["stop"].append("")
+
+
+def _add_stop(out: dict[str, list], exc: BaseException) -> None:
+    """The row that stops the step: no input, nothing counted, the error's kind and message in ``stop``."""
+    row: dict[str, Any] = dict.fromkeys(RESULT_COLUMNS, 0)
+    row.update(input_id="", failed=False, transient=False, error="", resumed=False, stop=stop_text(exc))
+    for name in RESULT_COLUMNS:
+        out[name].append(row[name])
 
 
 def _node_id() -> str | None:
