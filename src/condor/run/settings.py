@@ -22,6 +22,8 @@ from condor.stages.tasks import TaskType, default_tasks, select_tasks
 DEMO_LEAVES = 2
 DEMO_TASKS = ("domain_qa", "daily_chat", "creation")
 DEMO_MAX_TOKENS = 320
+#: Plain-text replies (answers) of the demo's 135M model looped until max_tokens half as often with it.
+DEMO_REPEAT_PENALTY = 1.15
 
 
 @dataclass
@@ -40,8 +42,8 @@ class Settings:
     benchmarks: Any = None
 
 
-def _max_tokens_given(cfg: RunConfig) -> bool:
-    return cfg.given("llm.max_tokens") or any("max_tokens" in role.model_fields_set for role in cfg.roles.values())
+def _llm_given(cfg: RunConfig, name: str) -> bool:
+    return cfg.given(f"llm.{name}") or any(name in role.model_fields_set for role in cfg.roles.values())
 
 
 def effective_settings(cfg: RunConfig) -> Settings:
@@ -52,22 +54,28 @@ def effective_settings(cfg: RunConfig) -> Settings:
     demo = cfg.backend_for("question_writer").backend == "embedded"
     leaves, chosen_tasks = p.leaves, p.tasks
     given = {"leaves": cfg.given("pipeline.leaves"), "tasks": cfg.given("pipeline.tasks"),
-             "max_tokens": _max_tokens_given(cfg)}
+             "max_tokens": _llm_given(cfg, "max_tokens")}
     if demo and not given["leaves"]:
         leaves = DEMO_LEAVES
     if demo and not given["tasks"] and not p.task_file:
         chosen_tasks = list(DEMO_TASKS)
+    sizes = {}
     if demo and not given["max_tokens"]:
-        llm = cfg.llm.model_copy(update={"max_tokens": DEMO_MAX_TOKENS}) if cfg.llm.backend == "embedded" else cfg.llm
+        sizes["max_tokens"] = DEMO_MAX_TOKENS
+    if demo and not _llm_given(cfg, "repeat_penalty"):
+        sizes["repeat_penalty"] = DEMO_REPEAT_PENALTY
+    if sizes:
+        llm = cfg.llm.model_copy(update=sizes) if cfg.llm.backend == "embedded" else cfg.llm
         roles = {
-            role: (settings.model_copy(update={"max_tokens": DEMO_MAX_TOKENS}) if settings.backend == "embedded" else settings)
+            role: (settings.model_copy(update=sizes) if settings.backend == "embedded" else settings)
             for role, settings in cfg.roles.items()
         }
         cfg = cfg.model_copy(update={"llm": llm, "roles": roles})
     if demo and not all(given.values()):
         notes.append(
             f"embedded model: demo settings ({leaves} leaves, tasks {', '.join(chosen_tasks or tasks)}, "
-            f"max_tokens {cfg.llm.max_tokens}); pass --leaves/--tasks/--max-tokens to change them"
+            f"max_tokens {cfg.llm.max_tokens}, repeat_penalty {getattr(cfg.llm, 'repeat_penalty', 1.0):g} on plain text); "
+            "pass --leaves/--tasks/--max-tokens or set llm.repeat_penalty to change them"
         )
     few_shot = load_few_shot(p.few_shot_file) if p.few_shot_file else None
     from condor.filters.contamination import load_index

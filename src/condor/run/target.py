@@ -1,8 +1,8 @@
 """Exactly N rows: ``--target N`` grows the plan until N records survive every gate.
 
 After each pass over the steps, the kept records of the final step are counted. Short of the target,
-another draw of work items joins the plan, sized from the yield so far (kept rows per work item) with
-a margin, its leaves weighted toward those with no kept row yet; the steps then run again, which
+another draw of work items joins the plan, sized from the yield so far (kept rows per work item; see
+:func:`items_to_draw`), its leaves weighted toward those with no kept row yet; the steps then run again, which
 costs calls only for the new items. The loop stops at the target or when the run has sent
 ``max_requests`` requests in all (counted from the manifest, so the budget holds across resumes),
 and says by how much it fell short. The export then keeps exactly N rows, the earliest draws first.
@@ -80,11 +80,31 @@ async def run_to_target(
         sent = requests_sent(run)
         if kept >= target or sent >= budget:
             return TargetOutcome(target, kept, draws, sent, budget)
-        rows_per_item = kept / items if kept else 0.5
-        wanted_items = math.ceil((target - kept) / rows_per_item * MARGIN)
+        wanted_items = items_to_draw(target - kept, kept, items, sequential=_one_at_a_time(settings))
         leaves = max(1, math.ceil(wanted_items / per_leaf))
         append_draw(run, p, settings.tasks, leaves, draws, used)
         draws += 1
+
+
+def items_to_draw(needed: int, kept: int, items: int, *, sequential: bool) -> int:
+    """Work items the next draw asks for, ``needed`` rows short, ``kept`` rows from ``items`` so far.
+
+    A server that takes many requests at once gets the yield so far with a margin, so that the run
+    rarely needs a pass just for its last few rows (each pass ends on its slowest request). A backend
+    that answers one request at a time loses nothing to another pass, while every row past the target
+    costs a critique and a refinement that the export then drops (seen: a demo whose second draw
+    kept 15 rows where 5 were needed). There the draw assumes the yield is at least one row per item,
+    so it overshoots by a few rows at most, and a low yield costs passes rather than wasted rows.
+    """
+    rows_per_item = kept / items if kept and items else 0.5
+    if sequential:
+        return max(1, math.ceil(needed / max(rows_per_item, 1.0)))
+    return max(1, math.ceil(needed / rows_per_item * MARGIN))
+
+
+def _one_at_a_time(settings: Settings) -> bool:
+    writer = settings.config.backend_for("question_writer")
+    return writer.backend == "embedded" or writer.concurrency == 1
 
 
 def first_draw_leaves(settings: Settings) -> int:
