@@ -63,7 +63,7 @@ lock:
 	} > $(CONSTRAINTS)
 	rm -rf $(LOCK_VENV) build
 
-# The whole pipeline on the embedded model, with demo-sized settings (6 to 11 minutes on 2 cores), then a
+# The whole pipeline on the embedded model, with demo-sized settings (6.5 minutes on 2 cores when last measured), then a
 # look at a few kept rows and the offline HTML report. Rerunning resumes (no model calls once finished);
 # `make demo DEMO_OUT=elsewhere` starts a fresh run directory.
 demo: $(VENV)/.demo-installed

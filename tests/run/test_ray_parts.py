@@ -8,6 +8,7 @@ import asyncio
 import json
 import sqlite3
 import tempfile
+import time
 
 import pytest
 from typer.testing import CliRunner
@@ -153,6 +154,23 @@ def test_a_server_that_stops_answering_stops_the_block(tmp_path, fake_server):
     assert len(units) >= 3 and all(unit["transient"] for unit in units)
 
 
+def test_a_shard_that_cannot_be_written_stops_the_step_as_a_row(tmp_path, fake_server, monkeypatch):
+    import errno
+
+    def full(self, unit):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    worker = BlockWorker(job(tmp_path, fake_server))
+    monkeypatch.setattr(StageStore, "append", full)
+    try:
+        rows = worker.wait(worker.block(items(3)))
+    finally:
+        del worker
+    assert rows["stop"][-1].startswith("RunStoreError: block shard ") and "No space left on device" in rows["stop"][-1]
+    with pytest.raises(RunStoreError, match="No space left on device"):
+        count_rows(rows, StageOutcome("echo"), StageProgress("echo", 3), OutageBreaker(32, "x"))
+
+
 def test_a_dropped_worker_never_waits_without_bound(tmp_path, fake_server, monkeypatch):
     import threading
 
@@ -223,10 +241,12 @@ def test_a_worker_counts_failures_in_a_row_across_its_blocks(tmp_path, fake_serv
             rows = worker.wait(worker.block(block))
             assert all(rows["transient"]) and all(rows["failed"]) and all("http 500" in e for e in rows["error"])
         assert "32 requests in a row failed" in worker.wait(worker.block(blocks[3]))["stop"][-1]
-        # A success in between starts the count again.
-        fake_server.fail_rate = 0.0
-        worker.wait(worker.block(items(41)[40:]))
-        assert worker.breaker.streak == 0
+        # Once it has seen the outage, the worker sends nothing more, in any block, until the driver closes
+        # the job: the next block ends at once with its stop row.
+        time.sleep(0.5)  # the requests block 4 had in flight when it stopped reach the server
+        sent = fake_server.request_count
+        rows = worker.wait(worker.block(items(50)[40:]))
+        assert fake_server.request_count == sent and rows["input_id"] == [""] and "seems down" in rows["stop"][0]
     finally:
         fake_server.fail_rate = 0.0
         del worker

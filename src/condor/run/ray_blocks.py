@@ -128,8 +128,8 @@ def stop_error(text: str) -> Exception:
 
 
 def count_rows(batch: dict[str, Any], outcome: StageOutcome, progress: StageProgress, breaker: OutageBreaker) -> None:
-    """Count a batch of the workers' rows (:data:`~condor.run.ray_worker.RESULT_COLUMNS`, one per input)
-    into ``outcome`` and ``progress``. Raises a worker's stop row as its error, and
+    """Count a batch of the workers' rows (:data:`~condor.run.ray_worker.RESULT_COLUMNS`: one per input,
+    and a block's stop row) into ``outcome`` and ``progress``. Raises a worker's stop row as its error, and
     :class:`~condor.llm.base.BackendUnavailable` once ``breaker`` has seen its streak of transport
     failures, counted over every worker's rows."""
     for i in range(len(batch["input_id"])):

@@ -41,7 +41,7 @@ from condor.llm.settings import settings_key
 from condor.run.ray_blocks import STOP_KINDS, stop_text
 from condor.run.recovery import OutputChecks
 from condor.run.steps import ModelStep
-from condor.run.store import StageStore
+from condor.run.store import RunStoreError, StageStore
 from condor.run.unit import OutageBreaker, make_unit, server_of
 
 T = TypeVar("T")
@@ -49,7 +49,8 @@ T = TypeVar("T")
 #: How long a dropped worker waits for its backend's connections to close.
 CLOSE_SECONDS = 5.0
 
-#: Columns of the rows a block returns to the driver, one row per input.
+#: Columns of the rows a block returns to the driver: one row per input, and a last one with ``stop``
+#: set when the block stops the step.
 RESULT_COLUMNS = ("input_id", "records", "rejections", "failed", "transient", "error", "resumed", "requests",
                   "cached", "retries", "request_failures", "prompt_tokens", "completion_tokens", "stop")
 
@@ -153,8 +154,12 @@ class BlockWorker:
         if not items:
             return out
         store = StageStore(Path(job.stage_dir), step.name, writer_name(job.writer_prefix, items[0]["id"]))
-        store.open()
+        # What stops the step is handed back as a last row, not raised. A Ray task that fails makes Ray
+        # Data shut the job down without killing its actors: they live on, holding their CPUs, while
+        # anything still holds a handle (seen: the next job waiting for them). The driver raises it
+        # from the row and closes the job, and a closed job's actors are killed.
         try:
+            store.open()
             earlier = _finished_here(store.own_units())
             key = settings_key(step.settings)
             pending = []
@@ -165,14 +170,11 @@ class BlockWorker:
                     _add_row(out, unit, Usage(), resumed=True)
                 else:
                     pending.append(item)
-            try:
-                await self._run(pending, store, out)
-            except STOP_KINDS as exc:
-                # Handed back as a row, not raised. A Ray task that fails makes Ray Data shut the job down
-                # without killing its actors: they live on, holding their CPUs, while anything still
-                # holds a handle (seen: the next job waiting for them). The driver raises it from the
-                # row and closes the job, and a closed job's actors are killed.
-                _add_stop(out, exc)
+            await self._run(pending, store, out)
+        except STOP_KINDS as exc:
+            _add_stop(out, exc)
+        except OSError as exc:  # a full disk, a permission: the shard cannot be read or written
+            _add_stop(out, RunStoreError(f"block shard {store.units_path}: {exc}"))
         finally:
             store.close()
             if self.cache is not None:
@@ -190,8 +192,11 @@ class BlockWorker:
 
         async def one(item: dict[str, Any]) -> None:
             async with self.slots:
-                if down:
-                    return  # the server is down: nothing more is sent
+                if down or self.breaker.tripped:
+                    # The server is down (seen by this block, or by another of this worker's blocks,
+                    # whose stop row is on its way to the driver): nothing more is sent.
+                    down.append(self.breaker.outage())
+                    return
                 unit, usage = await make_unit(step.stage, self.backend, item["record"], item["hash"],  # type: ignore[arg-type]
                                               structured=structured, checks=checks, settings=key)
                 # Written and observed before the slot is free: a request waiting for the slot must not be
@@ -200,7 +205,7 @@ class BlockWorker:
                 store.append(unit)
                 _add_row(out, unit, usage, resumed=False)
                 outage = self.breaker.observe(bool(unit.get("transient")), unit.get("error"))
-                if outage is not None and not down:
+                if outage is not None:
                     down.append(outage)
 
         tasks = [asyncio.ensure_future(one(item)) for item in items]

@@ -54,7 +54,7 @@ def effective_settings(cfg: RunConfig) -> Settings:
     demo = cfg.backend_for("question_writer").backend == "embedded"
     leaves, chosen_tasks = p.leaves, p.tasks
     given = {"leaves": cfg.given("pipeline.leaves"), "tasks": cfg.given("pipeline.tasks"),
-             "max_tokens": _llm_given(cfg, "max_tokens")}
+             "max_tokens": _llm_given(cfg, "max_tokens"), "repeat_penalty": _llm_given(cfg, "repeat_penalty")}
     if demo and not given["leaves"]:
         leaves = DEMO_LEAVES
     if demo and not given["tasks"] and not p.task_file:
@@ -62,7 +62,7 @@ def effective_settings(cfg: RunConfig) -> Settings:
     sizes = {}
     if demo and not given["max_tokens"]:
         sizes["max_tokens"] = DEMO_MAX_TOKENS
-    if demo and not _llm_given(cfg, "repeat_penalty"):
+    if demo and not given["repeat_penalty"]:
         sizes["repeat_penalty"] = DEMO_REPEAT_PENALTY
     if sizes:
         llm = cfg.llm.model_copy(update=sizes) if cfg.llm.backend == "embedded" else cfg.llm
@@ -72,9 +72,10 @@ def effective_settings(cfg: RunConfig) -> Settings:
         }
         cfg = cfg.model_copy(update={"llm": llm, "roles": roles})
     if demo and not all(given.values()):
+        writer = cfg.backend_for("question_writer")
         notes.append(
             f"embedded model: demo settings ({leaves} leaves, tasks {', '.join(chosen_tasks or tasks)}, "
-            f"max_tokens {cfg.llm.max_tokens}, repeat_penalty {getattr(cfg.llm, 'repeat_penalty', 1.0):g} on plain text); "
+            f"max_tokens {writer.max_tokens}, repeat_penalty {getattr(writer, 'repeat_penalty', 1.0):g} on plain text); "
             "pass --leaves/--tasks/--max-tokens or set llm.repeat_penalty to change them"
         )
     few_shot = load_few_shot(p.few_shot_file) if p.few_shot_file else None

@@ -103,8 +103,13 @@ def items_to_draw(needed: int, kept: int, items: int, *, sequential: bool) -> in
 
 
 def _one_at_a_time(settings: Settings) -> bool:
+    """Whether questions are written one request at a time: the embedded model, or one server at
+    concurrency 1, on the local executor (under Ray every worker runs its own)."""
+    if settings.config.executor == "ray":
+        return False
     writer = settings.config.backend_for("question_writer")
-    return writer.backend == "embedded" or writer.concurrency == 1
+    one_server = not isinstance(getattr(writer, "base_url", None), list) or len(writer.base_url) == 1
+    return writer.backend == "embedded" or (writer.concurrency == 1 and one_server)
 
 
 def first_draw_leaves(settings: Settings) -> int:

@@ -105,12 +105,23 @@ class OutageBreaker:
         self.limit = max(1, limit)
         self.where = where
         self.streak = 0
+        self.last_error: str | None = None
 
     def observe(self, transient: bool, error: str | None = None) -> BackendUnavailable | None:
         """Count one finished input; the error to stop with once ``limit`` failed in a row, else None."""
         self.streak = self.streak + 1 if transient else 0
-        if self.streak < self.limit:
-            return None
+        if transient:
+            self.last_error = error
+        return self.outage() if self.tripped else None
+
+    @property
+    def tripped(self) -> bool:
+        """Whether the last ``limit`` inputs or more all failed at the transport level."""
+        return self.streak >= self.limit
+
+    def outage(self) -> BackendUnavailable:
+        """The error that stops the step."""
+        error = self.last_error
         return BackendUnavailable(
             f"{self.streak} requests in a row failed at {self.where} (last error: {error}); the server seems "
             "down. Finished work is saved: rerun the same command to resume, and the failed items will be sent again."
