@@ -20,7 +20,7 @@ import time
 from bench_memory import ROOT, update_section
 
 from condor.llm import embedded
-from condor.llm.base import ChatRequest
+from condor.llm.base import ChatRequest, Completion
 from condor.llm.embedded import EmbeddedBackend
 
 SECTION = "## Embedded model speed"
@@ -41,18 +41,24 @@ LONG_PROMPT = " ".join(["The answer explains the first steps clearly, but it rep
                         "out what the project costs, and ends before it says how to measure progress."] * 18)
 
 
+async def timed(backend: EmbeddedBackend, requests: list[ChatRequest]) -> tuple[list[Completion], float]:
+    """The completions of ``requests`` and the seconds they took, the model loaded beforehand."""
+    await backend.warm_up()
+    started = time.monotonic()
+    completions = await backend.generate(requests)
+    seconds = time.monotonic() - started
+    await backend.aclose()
+    return completions, seconds
+
+
 async def measure(schema: bool, max_tokens: int, repeats: int, flash_attn: bool = True) -> tuple[int, float]:
     backend = EmbeddedBackend(max_tokens=max_tokens, temperature=0.7, seed=3, flash_attn=flash_attn)
-    await backend.warm_up()
     requests = [
         ChatRequest(messages=[{"role": "user", "content": p}], json_schema=SCHEMA if schema else None, sample_index=i)
         for i in range(repeats)
         for p in PROMPTS
     ]
-    started = time.monotonic()
-    completions = await backend.generate(requests)
-    seconds = time.monotonic() - started
-    await backend.aclose()
+    completions, seconds = await timed(backend, requests)
     return sum(c.completion_tokens for c in completions), seconds
 
 
@@ -60,12 +66,8 @@ async def reading(repeats: int, flash_attn: bool) -> tuple[int, float]:
     """Prompt tokens read per second: long prompts, one token written. Each prompt starts differently, so
     llama.cpp cannot reuse the last one's evaluated prefix."""
     backend = EmbeddedBackend(max_tokens=1, temperature=0.0, flash_attn=flash_attn)
-    await backend.warm_up()
     requests = [ChatRequest(messages=[{"role": "user", "content": f"Review {i}. {LONG_PROMPT}"}]) for i in range(repeats * 3)]
-    started = time.monotonic()
-    completions = await backend.generate(requests)
-    seconds = time.monotonic() - started
-    await backend.aclose()
+    completions, seconds = await timed(backend, requests)
     return sum(c.prompt_tokens for c in completions), seconds
 
 

@@ -49,10 +49,10 @@ from condor.llm.base import BackendUnavailable, LLMBackend
 from condor.llm.settings import settings_key
 from condor.run.executor import Executor, StageOutcome
 from condor.run.progress import ProgressBoard, StageProgress
-from condor.run.ray_blocks import BlockFiles, Shape, check_every_input_has_a_unit, count_rows, shape
+from condor.run.ray_blocks import STOP_KINDS, BlockFiles, Shape, check_every_input_has_a_unit, count_rows, shape
 from condor.run.ray_worker import BlockJob, BlockWorker
 from condor.run.steps import ModelStep
-from condor.run.store import RunStoreError, StageStore, record_hash
+from condor.run.store import StageStore, record_hash
 from condor.run.unit import OutageBreaker, server_of
 
 if TYPE_CHECKING:
@@ -335,7 +335,7 @@ def _clear_frames(exc: BaseException) -> None:
 
 def _plain(exc: BaseException) -> BaseException:
     """The error a worker raised, without Ray's wrapping, so the CLI shows it as one line."""
-    kinds = (BackendUnavailable, ConfigError, RunStoreError)
+    kinds = STOP_KINDS
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
