@@ -130,13 +130,7 @@ class PrefixReuseQueue:
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
-        first = True
         while True:
-            if not first:
-                # The caller of the reply just written may be about to send its follow-up (a resample, a
-                # repair, the record's next step): let it join the choice.
-                await asyncio.sleep(self.settle)
-            first = False
             self._waiting = [waiter for waiter in self._waiting if not waiter.future.done()]
             if not self._waiting:
                 return
@@ -151,7 +145,10 @@ class PrefixReuseQueue:
                 if not waiter.future.done():
                     waiter.future.set_exception(exc)
                 self.last = ""
-                continue
-            self.last = waiter.text + f"assistant\x1f{completion.text}"
-            if not waiter.future.done():
-                waiter.future.set_result(completion)
+            else:
+                self.last = waiter.text + f"assistant\x1f{completion.text}"
+                if not waiter.future.done():
+                    waiter.future.set_result(completion)
+            # The caller of the reply just written may be about to send its follow-up (a resample, a
+            # repair, the record's next step): let it join the choice.
+            await asyncio.sleep(self.settle)
